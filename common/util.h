@@ -1,0 +1,21 @@
+/*
+ * util.h - small helpers shared by every component.
+ */
+#ifndef SERVE_UTIL_H
+#define SERVE_UTIL_H
+
+#include <stdint.h>
+
+/* splitmix64's finaliser: a bijection on 64 bits that spreads a counter
+   into ids that look random (request and replica ids). */
+static inline uint64_t util_mix64(uint64_t x)
+{
+    x += 0x9e3779b97f4a7c15ull;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+    return x ^ (x >> 31);
+}
+
+#define UTIL_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+
+#endif

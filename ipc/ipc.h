@@ -1,0 +1,162 @@
+/*
+ * ipc.h - the framed protocol between the controller/router and replicas.
+ *
+ * Every message is a frame: a 16-byte header (payload length u32, type u8,
+ * flags u8, reserved u16, id u64; all little-endian) and a payload. Integers
+ * in payloads are little-endian; a string is a u32 length, the bytes and a
+ * NUL (not counted), so a decoder can hand out pointers into the frame as C
+ * strings without copying.
+ *
+ * Two parts: a pure codec (ipc_buf writer, ipc_reader, request/response
+ * encode/decode), unit tested and fuzzable; and ipc_conn, a framed stream
+ * over a libuv pipe that reads whole frames and batches writes so that all
+ * frames queued during one loop turn leave in one write(2).
+ *
+ * Channels: each replica has a control channel (controller <-> replica:
+ * INIT/READY/FAILED/STOP) and a data channel (router <-> replica:
+ * REQUEST/RESPONSE), each a Unix socketpair inherited by the replica as
+ * fds 3 and 4. The id of a data frame is the router's request id.
+ */
+#ifndef SERVE_IPC_H
+#define SERVE_IPC_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "serve_plugin.h"
+
+#define IPC_HEADER_SIZE 16
+#define IPC_MAX_PAYLOAD (1u << 30) /* a frame larger than this is corrupt */
+
+/* Inherited descriptors of a replica process. */
+#define IPC_REPLICA_CONTROL_FD 3
+#define IPC_REPLICA_DATA_FD    4
+
+typedef enum ipc_type {
+    /* control channel */
+    IPC_INIT = 1,   /* ctl -> replica: JSON {app, deployment, plugin, replica_id,
+                       init_args, user_config, max_ongoing_requests} */
+    IPC_READY = 2,  /* replica -> ctl: init done, serving */
+    IPC_FAILED = 3, /* replica -> ctl: text; load or init failed, exiting */
+    IPC_STOP = 4,   /* ctl -> replica: finish running requests, finalize, exit */
+    /* data channel */
+    IPC_REQUEST = 16,  /* router -> replica: encoded serve_request */
+    IPC_RESPONSE = 17, /* replica -> router: encoded response */
+} ipc_type;
+
+typedef struct ipc_frame {
+    uint8_t type;
+    uint8_t flags;
+    uint64_t id;
+    const char *payload; /* valid only during the callback that gives it */
+    uint32_t len;
+} ipc_frame;
+
+/* ---- Writer ------------------------------------------------------------ */
+
+/* A growable byte buffer. Allocation failure is sticky: `oom` is set, later
+   puts do nothing, and the caller checks once at the end. */
+typedef struct ipc_buf {
+    char *data;
+    size_t len;
+    size_t cap;
+    int oom;
+} ipc_buf;
+
+void ipc_buf_free(ipc_buf *b);
+int ipc_buf_reserve(ipc_buf *b, size_t extra);
+void ipc_buf_put(ipc_buf *b, const void *p, size_t n);
+void ipc_buf_put_u16(ipc_buf *b, uint16_t v);
+void ipc_buf_put_u32(ipc_buf *b, uint32_t v);
+void ipc_buf_put_str(ipc_buf *b, const char *s, size_t n); /* len, bytes, NUL */
+void ipc_buf_put_cstr(ipc_buf *b, const char *s);          /* NULL is "" */
+
+/* Start a frame in `b` and return its offset; after the payload is put,
+   ipc_frame_end patches the length in. Returns 0 or -ENOMEM / -EMSGSIZE. */
+size_t ipc_frame_begin(ipc_buf *b, uint8_t type, uint64_t id);
+int ipc_frame_end(ipc_buf *b, size_t start);
+
+/* Append a whole frame with the given payload. Returns 0 or negative. */
+int ipc_frame_put(ipc_buf *b, uint8_t type, uint64_t id, const void *payload, size_t len);
+
+/* ---- Reader ------------------------------------------------------------ */
+
+/* Decode a frame header from `len` available bytes: 0 and *f filled (payload
+   pointer set to buf + 16), -EAGAIN when fewer than 16 bytes, -EPROTO for a
+   length above IPC_MAX_PAYLOAD or a nonzero reserved field. */
+int ipc_frame_header_decode(const void *buf, size_t len, ipc_frame *f);
+
+typedef struct ipc_reader {
+    const char *p;
+    size_t left;
+    int bad; /* sticky: set by any read past the end or malformed string */
+} ipc_reader;
+
+void ipc_reader_init(ipc_reader *r, const void *p, size_t n);
+uint16_t ipc_get_u16(ipc_reader *r);
+uint32_t ipc_get_u32(ipc_reader *r);
+const char *ipc_get_str(ipc_reader *r, size_t *len); /* NULL when bad */
+
+/* ---- Requests and responses -------------------------------------------- */
+
+/* Append a REQUEST frame for `req` to `b`. Returns 0 or negative. */
+int ipc_request_encode(ipc_buf *b, uint64_t id, const serve_request *req);
+
+/* Decode a REQUEST payload into `req`, whose strings then point into the
+   payload. req->headers is a new array the caller frees. 0 or -EPROTO /
+   -ENOMEM. */
+int ipc_request_decode(const char *payload, size_t len, serve_request *req);
+
+/* A decoded response; strings and body point into the payload, `headers`
+   is allocated and freed by ipc_response_release. */
+typedef struct ipc_response {
+    int status;
+    serve_header *headers;
+    size_t n_headers;
+    const char *body;
+    size_t body_len;
+} ipc_response;
+
+int ipc_response_encode(ipc_buf *b, uint64_t id, int status, const serve_header *headers,
+                        size_t n_headers, const void *body, size_t body_len);
+int ipc_response_decode(const char *payload, size_t len, ipc_response *res);
+void ipc_response_release(ipc_response *res);
+
+/* ---- Framed connection over libuv -------------------------------------- */
+
+typedef struct ipc_conn ipc_conn;
+
+/* A whole frame arrived. The frame's memory is valid only during the call.
+   The callback may call ipc_conn_close. */
+typedef void (*ipc_frame_cb)(ipc_conn *c, const ipc_frame *f);
+/* The connection ended: EOF (status UV_EOF), an I/O or protocol error
+   (negative), or ipc_conn_close (0). Called exactly once; the ipc_conn is
+   freed right after it returns. */
+typedef void (*ipc_close_cb)(ipc_conn *c, int status);
+
+/* Take ownership of `fd` (a connected stream socket) and start reading.
+   On failure the fd is closed and a negative code returned. */
+int ipc_conn_open(uv_loop_t *loop, int fd, ipc_frame_cb on_frame, ipc_close_cb on_close, void *data,
+                  ipc_conn **out);
+
+void *ipc_conn_data(const ipc_conn *c);
+
+/* The outgoing buffer: append frames with ipc_frame_* then call
+   ipc_conn_flush_later. Everything appended in one loop turn is written
+   together, just before the loop next waits for I/O. */
+ipc_buf *ipc_conn_out(ipc_conn *c);
+void ipc_conn_flush_later(ipc_conn *c);
+
+/* Append one frame and schedule the flush. Returns 0 or negative. */
+int ipc_conn_send(ipc_conn *c, uint8_t type, uint64_t id, const void *payload, size_t len);
+
+/* Stop reading, drop unsent output, close the socket. on_close(c, 0) follows
+   from the loop unless the connection had already ended. Safe to call
+   twice and from inside on_frame. */
+void ipc_conn_close(ipc_conn *c);
+
+/* Like ipc_conn_close, but first write everything already queued. */
+void ipc_conn_shutdown(ipc_conn *c);
+
+#endif
