@@ -1,0 +1,738 @@
+/*
+ * config.c - parse and validate the serve config file (see config.h).
+ *
+ * Every field is described once, in the declarative tables below: its JSON
+ * name, type, place in the C struct, default and bounds. One generic walker
+ * (fill_object) applies the tables to a JSON document, so adding a field is
+ * one table row. Rules that tie several fields together live in small
+ * per-object "finish" hooks that run once an object's fields are filled.
+ *
+ * Memory: everything a config owns hangs off struct fields named in the
+ * tables, and arrays record their length as soon as they are allocated, so
+ * one generic walker (free_object) frees a config whether it was filled
+ * completely or abandoned half way through by an error.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+
+#include "serve/config.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#define CFG_PATH_LEN      256         /* longest JSON path kept for messages */
+#define CFG_MAX_PORT      65535       /* TCP ports are 16-bit */
+#define CFG_MAX_REPLICAS  1024        /* sanity bound on a fixed replica count */
+#define CFG_MAX_ONGOING   100000      /* sanity bound on max_ongoing_requests */
+#define CFG_READ_CHUNK    4096        /* first buffer size when reading a file */
+#define CFG_MAX_FILE_SIZE (16 << 20)  /* a config larger than this is a mistake */
+#define CFG_ROOT_NAME     "top level" /* how messages name the document itself */
+
+#define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+
+/* ---- Tables ---------------------------------------------------------------------------------- */
+
+typedef enum cfg__type {
+    T_INT,    /* int; a JSON integer */
+    T_DOUBLE, /* double; any JSON number */
+    T_STRING, /* char *, owned */
+    T_JSON,   /* char *, owned: any JSON value kept as compact text */
+    T_OBJECT, /* a nested object filled into base + offset */
+    T_ARRAY,  /* a pointer + count, each element an object */
+} cfg__type;
+
+typedef enum cfg__bound { B_NONE, B_INCL, B_EXCL } cfg__bound;
+
+typedef struct cfg__ctx {
+    char *err;
+    size_t errlen;
+} cfg__ctx;
+
+struct cfg__kind;
+
+/* One row: a JSON field and where and how it lands in a C struct. */
+typedef struct cfg__field {
+    const char *name;                    /* JSON key */
+    cfg__type type;                      /* value type, see cfg__type */
+    size_t offset;                       /* offsetof the member in the enclosing struct */
+    size_t count_offset;                 /* T_ARRAY: offsetof the element count */
+    const struct cfg__kind *kind;        /* T_OBJECT, T_ARRAY: shape of the value */
+    double def;                          /* T_INT, T_DOUBLE: default */
+    const char *sdef;                    /* T_STRING, T_JSON: default text, NULL for none */
+    double min, max;                     /* bounds, used per lo / hi */
+    cfg__bound lo, hi;                   /* T_ARRAY: lo bounds the element count */
+    bool required;                       /* absence is an error */
+    bool nonempty;                       /* T_STRING: "" is an error */
+    bool object_only;                    /* T_JSON: the value must be an object */
+    const char *(*check)(const char *s); /* T_STRING: extra rule, returns a message */
+} cfg__field;
+
+/* Finish hook: cross-field rules for one object, after its fields are set. */
+typedef int (*cfg__finish)(cfg__ctx *ctx, void *base, json_t *json, const char *path);
+
+/* One kind of JSON object: its fields and the C struct they fill. */
+typedef struct cfg__kind {
+    const cfg__field *fields;
+    size_t n_fields;
+    size_t size;        /* sizeof the struct, for arrays of this kind */
+    long enabled;       /* offsetof an int set to 1 when the object is present, or -1 */
+    cfg__finish finish; /* may be NULL */
+} cfg__kind;
+
+/* Row helpers, so each table row reads as one line. */
+#define ROW(json, t, st, member, ...)                                                              \
+    {                                                                                              \
+        .name = (json), .type = (t), .offset = offsetof(st, member), __VA_ARGS__                   \
+    }
+#define GE(v)        .min = (v), .lo = B_INCL
+#define GT(v)        .min = (v), .lo = B_EXCL
+#define LE(v)        .max = (v), .hi = B_INCL
+#define REQUIRED     .required = true
+#define NONEMPTY     .nonempty = true
+#define DEF(v)       .def = (v)
+#define SDEF(s)      .sdef = (s)
+#define SUB(k)       .kind = &(k)
+#define COUNT(st, m) .count_offset = offsetof(st, m)
+
+static const char *check_route_prefix(const char *s);
+static const char *check_deployment_name(const char *s);
+static int finish_autoscaling(cfg__ctx *ctx, void *base, json_t *json, const char *path);
+static int finish_deployment(cfg__ctx *ctx, void *base, json_t *json, const char *path);
+static int finish_app(cfg__ctx *ctx, void *base, json_t *json, const char *path);
+static int finish_config(cfg__ctx *ctx, void *base, json_t *json, const char *path);
+
+static const cfg__field autoscaling_fields[] = {
+    ROW("min_replicas", T_INT, cfg_autoscaling, min_replicas, DEF(1), GE(0)),
+    ROW("initial_replicas", T_INT, cfg_autoscaling, initial_replicas, GE(0)), /* finish */
+    ROW("max_replicas", T_INT, cfg_autoscaling, max_replicas, DEF(1), GE(1)),
+    ROW("target_ongoing_requests", T_DOUBLE, cfg_autoscaling, target_ongoing_requests, DEF(2),
+        GT(0)),
+    ROW("metrics_interval_s", T_DOUBLE, cfg_autoscaling, metrics_interval_s, DEF(10), GT(0)),
+    ROW("look_back_period_s", T_DOUBLE, cfg_autoscaling, look_back_period_s, DEF(30), GT(0)),
+    ROW("upscale_delay_s", T_DOUBLE, cfg_autoscaling, upscale_delay_s, DEF(30), GE(0)),
+    ROW("downscale_delay_s", T_DOUBLE, cfg_autoscaling, downscale_delay_s, DEF(600), GE(0)),
+    /* -1 means "use downscale_delay_s"; a value given explicitly must be >= 0 */
+    ROW("downscale_to_zero_delay_s", T_DOUBLE, cfg_autoscaling, downscale_to_zero_delay_s, DEF(-1),
+        GE(0)),
+    ROW("upscaling_factor", T_DOUBLE, cfg_autoscaling, upscaling_factor, DEF(1.0), GT(0)),
+    ROW("downscaling_factor", T_DOUBLE, cfg_autoscaling, downscaling_factor, DEF(1.0), GT(0)),
+};
+static const cfg__kind autoscaling_kind = {autoscaling_fields, ARRAY_LEN(autoscaling_fields),
+                                           sizeof(cfg_autoscaling),
+                                           offsetof(cfg_autoscaling, enabled), finish_autoscaling};
+
+static const cfg__field batching_fields[] = {
+    ROW("max_batch_size", T_INT, cfg_batching, max_batch_size, DEF(10), GE(1)),
+    ROW("batch_wait_timeout_s", T_DOUBLE, cfg_batching, batch_wait_timeout_s, DEF(0.01), GE(0)),
+};
+static const cfg__kind batching_kind = {batching_fields, ARRAY_LEN(batching_fields),
+                                        sizeof(cfg_batching), offsetof(cfg_batching, enabled),
+                                        NULL};
+
+static const cfg__field deployment_fields[] = {
+    ROW("name", T_STRING, cfg_deployment, name, REQUIRED, NONEMPTY, .check = check_deployment_name),
+    ROW("num_replicas", T_INT, cfg_deployment, num_replicas, DEF(1), GE(0), LE(CFG_MAX_REPLICAS)),
+    ROW("max_ongoing_requests", T_INT, cfg_deployment, max_ongoing_requests, DEF(5), GE(1),
+        LE(CFG_MAX_ONGOING)),
+    ROW("max_queued_requests", T_INT, cfg_deployment, max_queued_requests, DEF(-1), GE(-1)),
+    ROW("init_args", T_JSON, cfg_deployment, init_args_json, SDEF("{}"), .object_only = true),
+    ROW("user_config", T_JSON, cfg_deployment, user_config_json),
+    ROW("graceful_shutdown_timeout_s", T_DOUBLE, cfg_deployment, graceful_shutdown_timeout_s,
+        DEF(20), GE(0)),
+    ROW("health_check_period_s", T_DOUBLE, cfg_deployment, health_check_period_s, DEF(10), GT(0)),
+    ROW("health_check_timeout_s", T_DOUBLE, cfg_deployment, health_check_timeout_s, DEF(30), GT(0)),
+    ROW("autoscaling_config", T_OBJECT, cfg_deployment, autoscaling, SUB(autoscaling_kind)),
+    ROW("batching", T_OBJECT, cfg_deployment, batching, SUB(batching_kind)),
+};
+static const cfg__kind deployment_kind = {deployment_fields, ARRAY_LEN(deployment_fields),
+                                          sizeof(cfg_deployment), -1, finish_deployment};
+
+static const cfg__field app_fields[] = {
+    ROW("name", T_STRING, cfg_app, name, REQUIRED, NONEMPTY),
+    ROW("route_prefix", T_STRING, cfg_app, route_prefix, SDEF("/"), .check = check_route_prefix),
+    ROW("plugin", T_STRING, cfg_app, plugin, REQUIRED, NONEMPTY),
+    ROW("ingress", T_STRING, cfg_app, ingress, NONEMPTY), /* default: see finish_app */
+    ROW("deployments", T_ARRAY, cfg_app, deployments, COUNT(cfg_app, n_deployments),
+        SUB(deployment_kind), REQUIRED, GE(1)),
+};
+static const cfg__kind app_kind = {app_fields, ARRAY_LEN(app_fields), sizeof(cfg_app), -1,
+                                   finish_app};
+
+/* http_options and admin are flattened into cfg_config itself. */
+static const cfg__field http_fields[] = {
+    ROW("host", T_STRING, cfg_config, http_host, SDEF("127.0.0.1"), NONEMPTY),
+    ROW("port", T_INT, cfg_config, http_port, DEF(8000), GE(1), LE(CFG_MAX_PORT)),
+    ROW("request_timeout_s", T_DOUBLE, cfg_config, request_timeout_s, DEF(0), GE(0)),
+};
+static const cfg__kind http_kind = {http_fields, ARRAY_LEN(http_fields), 0, -1, NULL};
+
+static const cfg__field admin_fields[] = {
+    ROW("host", T_STRING, cfg_config, admin_host, SDEF("127.0.0.1"), NONEMPTY),
+    ROW("port", T_INT, cfg_config, admin_port, DEF(8265), GE(1), LE(CFG_MAX_PORT)),
+};
+static const cfg__kind admin_kind = {admin_fields, ARRAY_LEN(admin_fields), 0, -1, NULL};
+
+static const cfg__field config_fields[] = {
+    {.name = "http_options", .type = T_OBJECT, .offset = 0, SUB(http_kind)},
+    {.name = "admin", .type = T_OBJECT, .offset = 0, SUB(admin_kind)},
+    ROW("applications", T_ARRAY, cfg_config, apps, COUNT(cfg_config, n_apps), SUB(app_kind),
+        REQUIRED),
+};
+static const cfg__kind config_kind = {config_fields, ARRAY_LEN(config_fields), sizeof(cfg_config),
+                                      -1, finish_config};
+
+/* ---- Messages and paths ---------------------------------------------------------------------- */
+
+/* Write "PATH: message" into the caller's buffer and return `code`. */
+static int fail_code(cfg__ctx *ctx, int code, const char *path, const char *fmt, ...)
+{
+    if (!ctx->err || ctx->errlen == 0) return code;
+    int n = snprintf(ctx->err, ctx->errlen, "%s: ", path[0] ? path : CFG_ROOT_NAME);
+    if (n >= 0 && (size_t)n < ctx->errlen) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(ctx->err + n, ctx->errlen - (size_t)n, fmt, ap);
+        va_end(ap);
+    }
+    return code;
+}
+
+#define fail(ctx, path, ...) fail_code((ctx), -EINVAL, (path), __VA_ARGS__)
+
+/* Format a JSON path into a CFG_PATH_LEN buffer; a long one is cut short. */
+static void set_path(char *out, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(out, CFG_PATH_LEN, fmt, ap);
+    va_end(ap);
+}
+
+/* "a.b" from "a" and "b"; a key of the document itself has no leading dot. */
+static void join_key(char *out, const char *path, const char *key)
+{
+    set_path(out, path[0] ? "%s.%s" : "%s%s", path, key);
+}
+
+static void join_index(char *out, const char *path, size_t i)
+{
+    set_path(out, "%s[%zu]", path, i);
+}
+
+/* Print a bound the way a user wrote it: "65535", not "65535.000000". */
+static const char *fmt_num(char *buf, size_t len, double v)
+{
+    snprintf(buf, len, "%.15g", v);
+    return buf;
+}
+
+/* ---- Field rules ----------------------------------------------------------------------------- */
+
+/* Ray's rules for route prefixes: "/" or "/a/b", never "/a/", no query. */
+static const char *check_route_prefix(const char *s)
+{
+    size_t n = strlen(s);
+    if (s[0] != '/') return "must start with '/'";
+    if (n > 1 && s[n - 1] == '/') return "must not end with '/'";
+    if (strpbrk(s, "?#")) return "must not contain '?' or '#'";
+    return NULL;
+}
+
+/* Deployment names appear in URLs, metrics and handles: keep them plain. */
+static const char *check_deployment_name(const char *s)
+{
+    static const char extra[] = "_-.";
+    for (const char *p = s; *p; p++) {
+        unsigned char c = (unsigned char)*p;
+        bool alnum = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+        if (!alnum && !strchr(extra, c)) return "may only contain letters, digits, '_', '-', '.'";
+    }
+    return NULL;
+}
+
+/* Check a number against a row's bounds; the message says the rule broken. */
+static int check_bounds(cfg__ctx *ctx, const cfg__field *f, double v, const char *path)
+{
+    char num[32];
+    if (f->lo == B_INCL && v < f->min)
+        return fail(ctx, path, "must be >= %s", fmt_num(num, sizeof num, f->min));
+    if (f->lo == B_EXCL && v <= f->min)
+        return fail(ctx, path, "must be > %s", fmt_num(num, sizeof num, f->min));
+    if (f->hi == B_INCL && v > f->max)
+        return fail(ctx, path, "must be <= %s", fmt_num(num, sizeof num, f->max));
+    return 0;
+}
+
+/* ---- The walker ------------------------------------------------------------------------------ */
+
+static int fill_object(cfg__ctx *ctx, const cfg__kind *k, char *base, json_t *obj,
+                       const char *path);
+
+/* An int field: JSON integers only (1.0 and true are refused), within int. */
+static int fill_int(cfg__ctx *ctx, const cfg__field *f, int *dst, json_t *v, const char *path)
+{
+    if (!v) {
+        *dst = (int)f->def;
+        return 0;
+    }
+    if (!json_is_integer(v)) return fail(ctx, path, "must be an integer");
+    json_int_t n = json_integer_value(v);
+    int rc = check_bounds(ctx, f, (double)n, path);
+    if (rc) return rc;
+    if (n > INT_MAX) return fail(ctx, path, "must be <= %d", INT_MAX);
+    if (n < INT_MIN) return fail(ctx, path, "must be >= %d", INT_MIN);
+    *dst = (int)n;
+    return 0;
+}
+
+/* A double field: any JSON number, integer or real; booleans are refused. */
+static int fill_double(cfg__ctx *ctx, const cfg__field *f, double *dst, json_t *v, const char *path)
+{
+    if (!v) {
+        *dst = f->def;
+        return 0;
+    }
+    if (!json_is_number(v)) return fail(ctx, path, "must be a number");
+    double d = json_number_value(v);
+    int rc = check_bounds(ctx, f, d, path);
+    if (rc) return rc;
+    *dst = d;
+    return 0;
+}
+
+/* A string field: copied; absent means the default or, if required, an error. */
+static int fill_string(cfg__ctx *ctx, const cfg__field *f, char **dst, json_t *v, const char *path)
+{
+    const char *s = f->sdef;
+    if (v) {
+        if (!json_is_string(v)) return fail(ctx, path, "must be a string");
+        s = json_string_value(v);
+        if (f->nonempty && !s[0]) return fail(ctx, path, "must not be empty");
+        const char *why = f->check ? f->check(s) : NULL;
+        if (why) return fail(ctx, path, "%s", why);
+    } else if (f->required) {
+        return fail(ctx, path, "required");
+    }
+    if (s && !(*dst = strdup(s))) return fail_code(ctx, -ENOMEM, path, "out of memory");
+    return 0;
+}
+
+/* A free-form JSON field (init_args, user_config): kept as compact text. */
+static int fill_json(cfg__ctx *ctx, const cfg__field *f, char **dst, json_t *v, const char *path)
+{
+    if (!v) {
+        if (f->sdef && !(*dst = strdup(f->sdef)))
+            return fail_code(ctx, -ENOMEM, path, "out of memory");
+        return 0;
+    }
+    if (f->object_only && !json_is_object(v)) return fail(ctx, path, "must be an object");
+    if (!(*dst = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY)))
+        return fail_code(ctx, -ENOMEM, path, "out of memory");
+    return 0;
+}
+
+/*
+ * An array of objects: allocate every element zeroed and record the count
+ * at once, so that free_object can release a half-filled array after an
+ * error in element i.
+ */
+static int fill_array(cfg__ctx *ctx, const cfg__field *f, char *base, json_t *v, const char *path)
+{
+    if (!v) return f->required ? fail(ctx, path, "required") : 0;
+    if (!json_is_array(v)) return fail(ctx, path, "must be an array");
+    size_t n = json_array_size(v);
+    if (f->lo == B_INCL && (double)n < f->min)
+        return fail(ctx, path, "must have at least %.0f element(s)", f->min);
+
+    char *elems = calloc(n ? n : 1, f->kind->size);
+    if (!elems) return fail_code(ctx, -ENOMEM, path, "out of memory");
+    memcpy(base + f->offset, &elems, sizeof elems); /* stored as the member's pointer type */
+    *(size_t *)(base + f->count_offset) = n;
+
+    for (size_t i = 0; i < n; i++) {
+        char sub[CFG_PATH_LEN];
+        join_index(sub, path, i);
+        int rc = fill_object(ctx, f->kind, elems + i * f->kind->size, json_array_get(v, i), sub);
+        if (rc) return rc;
+    }
+    return 0;
+}
+
+/* Fill one table row from its JSON value (NULL when the key is absent). */
+static int fill_field(cfg__ctx *ctx, const cfg__field *f, char *base, json_t *v, const char *path)
+{
+    char *dst = base + f->offset;
+    switch (f->type) {
+    case T_INT:
+        return fill_int(ctx, f, (int *)dst, v, path);
+    case T_DOUBLE:
+        return fill_double(ctx, f, (double *)dst, v, path);
+    case T_STRING:
+        return fill_string(ctx, f, (char **)dst, v, path);
+    case T_JSON:
+        return fill_json(ctx, f, (char **)dst, v, path);
+    case T_OBJECT:
+        if (v && !json_is_object(v)) return fail(ctx, path, "must be an object");
+        return fill_object(ctx, f->kind, dst, v, path);
+    case T_ARRAY:
+        return fill_array(ctx, f, base, v, path);
+    }
+    return fail(ctx, path, "internal error: bad field type");
+}
+
+static const cfg__field *find_field(const cfg__kind *k, const char *name)
+{
+    for (size_t i = 0; i < k->n_fields; i++)
+        if (!strcmp(k->fields[i].name, name)) return &k->fields[i];
+    return NULL;
+}
+
+/*
+ * Fill the struct at `base` from the JSON object `obj` following table `k`.
+ * A NULL `obj` (the object is absent) still applies every default, so that
+ * e.g. a config without http_options gets the default host and port. Keys
+ * not in the table are refused so that typos do not pass silently. The
+ * kind's finish hook then checks the rules that span several fields.
+ */
+static int fill_object(cfg__ctx *ctx, const cfg__kind *k, char *base, json_t *obj, const char *path)
+{
+    char sub[CFG_PATH_LEN];
+    const char *key;
+    json_t *val;
+    int rc;
+
+    if (obj && !json_is_object(obj)) return fail(ctx, path, "must be an object");
+    json_object_foreach(obj, key, val)
+    {
+        if (find_field(k, key)) continue;
+        join_key(sub, path, key);
+        return fail(ctx, sub, "unknown field");
+    }
+    for (size_t i = 0; i < k->n_fields; i++) {
+        const cfg__field *f = &k->fields[i];
+        join_key(sub, path, f->name);
+        if ((rc = fill_field(ctx, f, base, json_object_get(obj, f->name), sub))) return rc;
+    }
+    if (obj && k->enabled >= 0) *(int *)(base + k->enabled) = 1;
+    return k->finish ? k->finish(ctx, base, obj, path) : 0;
+}
+
+/* Free what the table `k` says the struct at `base` owns (not base itself). */
+static void free_object(const cfg__kind *k, char *base)
+{
+    for (size_t i = 0; i < k->n_fields; i++) {
+        const cfg__field *f = &k->fields[i];
+        char *dst = base + f->offset;
+        if (f->type == T_STRING || f->type == T_JSON) {
+            free(*(char **)dst);
+        } else if (f->type == T_OBJECT) {
+            free_object(f->kind, dst);
+        } else if (f->type == T_ARRAY) {
+            char *elems;
+            memcpy(&elems, dst, sizeof elems);
+            size_t n = *(size_t *)(base + f->count_offset);
+            for (size_t j = 0; j < n; j++) free_object(f->kind, elems + j * f->kind->size);
+            free(elems);
+        }
+    }
+}
+
+/* ---- Cross-field rules ----------------------------------------------------------------------- */
+
+/* initial_replicas defaults to min_replicas; min <= initial <= max. */
+static int finish_autoscaling(cfg__ctx *ctx, void *base, json_t *json, const char *path)
+{
+    cfg_autoscaling *as = base;
+    char sub[CFG_PATH_LEN];
+
+    if (!json_object_get(json, "initial_replicas")) as->initial_replicas = as->min_replicas;
+    join_key(sub, path, "max_replicas");
+    if (as->max_replicas < as->min_replicas) return fail(ctx, sub, "must be >= min_replicas");
+    join_key(sub, path, "initial_replicas");
+    if (as->initial_replicas < as->min_replicas) return fail(ctx, sub, "must be >= min_replicas");
+    if (as->initial_replicas > as->max_replicas) return fail(ctx, sub, "must be <= max_replicas");
+    return 0;
+}
+
+/* An autoscaled deployment starts with initial_replicas and owns its count. */
+static int finish_deployment(cfg__ctx *ctx, void *base, json_t *json, const char *path)
+{
+    cfg_deployment *d = base;
+    char sub[CFG_PATH_LEN];
+
+    if (!d->autoscaling.enabled) return 0;
+    if (json_object_get(json, "num_replicas")) {
+        join_key(sub, path, "num_replicas");
+        return fail(ctx, sub, "cannot be set together with autoscaling_config");
+    }
+    d->num_replicas = d->autoscaling.initial_replicas;
+    return 0;
+}
+
+/* Deployment names are unique in an app; ingress defaults to the only one. */
+static int finish_app(cfg__ctx *ctx, void *base, json_t *json, const char *path)
+{
+    cfg_app *app = base;
+    char sub[CFG_PATH_LEN], field[CFG_PATH_LEN];
+    (void)json;
+
+    for (size_t i = 1; i < app->n_deployments; i++) {
+        const char *name = app->deployments[i].name;
+        for (size_t j = 0; j < i; j++) {
+            if (strcmp(app->deployments[j].name, name)) continue;
+            set_path(field, "%s.deployments[%zu].name", path, i);
+            return fail(ctx, field, "duplicate deployment name '%s'", name);
+        }
+    }
+    join_key(sub, path, "ingress");
+    if (!app->ingress) {
+        if (app->n_deployments != 1)
+            return fail(ctx, sub, "required when an application has several deployments");
+        if (!(app->ingress = strdup(app->deployments[0].name)))
+            return fail_code(ctx, -ENOMEM, sub, "out of memory");
+    }
+    if (!cfg_app_deployment(app, app->ingress))
+        return fail(ctx, sub, "no deployment named '%s'", app->ingress);
+    return 0;
+}
+
+/* Apps are told apart by name and routed by prefix: both must be unique. */
+static int finish_config(cfg__ctx *ctx, void *base, json_t *json, const char *path)
+{
+    cfg_config *cfg = base;
+    char sub[CFG_PATH_LEN];
+    (void)json, (void)path;
+
+    for (size_t i = 1; i < cfg->n_apps; i++) {
+        const cfg_app *a = &cfg->apps[i];
+        for (size_t j = 0; j < i; j++) {
+            const cfg_app *b = &cfg->apps[j];
+            if (!strcmp(a->name, b->name)) {
+                set_path(sub, "applications[%zu].name", i);
+                return fail(ctx, sub, "duplicate application name '%s'", a->name);
+            }
+            if (!strcmp(a->route_prefix, b->route_prefix)) {
+                set_path(sub, "applications[%zu].route_prefix", i);
+                return fail(ctx, sub, "'%s' is already used by application '%s'", a->route_prefix,
+                            b->name);
+            }
+        }
+    }
+    return 0;
+}
+
+/* ---- Public API ------------------------------------------------------------------------------ */
+
+/*
+ * Parse `text`; `source` names it in syntax errors ("PATH:LINE:COL: ...")
+ * or is NULL for text that came from memory ("line L, column C: ...").
+ */
+static int parse_text(const char *text, size_t len, const char *source, cfg_config **out, char *err,
+                      size_t errlen)
+{
+    cfg__ctx ctx = {err, errlen};
+    json_error_t jerr;
+    int rc;
+
+    *out = NULL;
+    json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!root) {
+        rc = json_error_code(&jerr) == json_error_out_of_memory ? -ENOMEM : -EINVAL;
+        if (err && errlen && source)
+            snprintf(err, errlen, "%s:%d:%d: %s", source, jerr.line, jerr.column, jerr.text);
+        else if (err && errlen)
+            snprintf(err, errlen, "line %d, column %d: %s", jerr.line, jerr.column, jerr.text);
+        return rc;
+    }
+    cfg_config *cfg = calloc(1, sizeof *cfg);
+    if (!cfg) {
+        rc = fail_code(&ctx, -ENOMEM, "", "out of memory");
+        goto fail_alloc;
+    }
+    if ((rc = fill_object(&ctx, &config_kind, (char *)cfg, root, ""))) goto fail_fill;
+    json_decref(root);
+    *out = cfg;
+    return 0;
+
+fail_fill:
+    cfg_free(cfg);
+fail_alloc:
+    json_decref(root);
+    return rc;
+}
+
+int cfg_parse(const char *text, size_t len, cfg_config **out, char *err, size_t errlen)
+{
+    return parse_text(text, len, NULL, out, err, errlen);
+}
+
+/*
+ * Read a whole stream into a malloc'd buffer, doubling it as needed up to
+ * CFG_MAX_FILE_SIZE. Returns 0 or -errno (-EFBIG past the limit).
+ */
+static int read_all(FILE *fp, char **buf_out, size_t *len_out)
+{
+    size_t cap = CFG_READ_CHUNK, len = 0;
+    char *buf = malloc(cap), *bigger;
+    int rc = -ENOMEM;
+
+    if (!buf) return rc;
+    while ((len += fread(buf + len, 1, cap - len, fp)) == cap) {
+        rc = -EFBIG;
+        if (cap >= CFG_MAX_FILE_SIZE) goto fail_read;
+        rc = -ENOMEM;
+        if (!(bigger = realloc(buf, cap * 2))) goto fail_read;
+        buf = bigger;
+        cap *= 2;
+    }
+    if (ferror(fp)) {
+        rc = errno ? -errno : -EIO;
+        goto fail_read;
+    }
+    *buf_out = buf;
+    *len_out = len;
+    return 0;
+
+fail_read:
+    free(buf);
+    return rc;
+}
+
+int cfg_load_file(const char *path, cfg_config **out, char *err, size_t errlen)
+{
+    cfg__ctx ctx = {err, errlen};
+    char *text;
+    size_t len;
+    int rc;
+
+    *out = NULL;
+    FILE *fp = fopen(path, "rb");
+    if (!fp) {
+        int e = errno;
+        return fail_code(&ctx, -e, path, "%s", strerror(e));
+    }
+    errno = 0;
+    rc = read_all(fp, &text, &len);
+    fclose(fp);
+    if (rc) return fail_code(&ctx, rc, path, "%s", strerror(-rc));
+    rc = parse_text(text, len, path, out, err, errlen);
+    free(text);
+    return rc;
+}
+
+/* Is `path` a regular file we may read? */
+static bool readable_file(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISREG(st.st_mode) && access(path, R_OK) == 0;
+}
+
+/* Try `dir`/`rel`; on success return its malloc'd absolute real path. */
+static char *try_dir(const char *dir, size_t dirlen, const char *rel)
+{
+    char buf[PATH_MAX];
+    int n = snprintf(buf, sizeof buf, "%.*s/%s", (int)dirlen, dir, rel);
+    if (n < 0 || (size_t)n >= sizeof buf || !readable_file(buf)) return NULL;
+    return realpath(buf, NULL);
+}
+
+/* Append to a message buffer, keeping it NUL-terminated when it overflows. */
+static void append(char *buf, size_t len, const char *fmt, ...)
+{
+    size_t used = strnlen(buf, len);
+    if (used + 1 >= len) return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf + used, len - used, fmt, ap);
+    va_end(ap);
+}
+
+/*
+ * Find one plugin: an absolute path as is, else config_dir (the working
+ * directory when NULL), then each folder of search_path in order. Returns
+ * a malloc'd real path, or NULL with the message written.
+ */
+static char *resolve_one(const char *plugin, const char *config_dir, const char *search_path,
+                         size_t app_index, char *err, size_t errlen)
+{
+    char field[CFG_PATH_LEN], tried[CFG_ERR_LEN] = "";
+    set_path(field, "applications[%zu].plugin", app_index);
+    cfg__ctx ctx = {err, errlen};
+
+    if (plugin[0] == '/') {
+        char *abs = readable_file(plugin) ? realpath(plugin, NULL) : NULL;
+        if (!abs) fail_code(&ctx, -ENOENT, field, "no such file: %s", plugin);
+        return abs;
+    }
+    const char *dir = config_dir ? config_dir : ".";
+    char *abs = try_dir(dir, strlen(dir), plugin);
+    append(tried, sizeof tried, "%s", dir);
+    for (const char *p = search_path; !abs && p && *p;) {
+        size_t n = strcspn(p, ":");
+        if (n > 0) {
+            abs = try_dir(p, n, plugin);
+            append(tried, sizeof tried, ", %.*s", (int)n, p);
+        }
+        p += n + (p[n] == ':');
+    }
+    if (!abs) fail_code(&ctx, -ENOENT, field, "no such file: %s (looked in: %s)", plugin, tried);
+    return abs;
+}
+
+/*
+ * Resolve every plugin first into a side array, then swap them in: on
+ * failure the config is left exactly as it was.
+ */
+int cfg_resolve_plugins(cfg_config *cfg, const char *config_dir, const char *search_path, char *err,
+                        size_t errlen)
+{
+    cfg__ctx ctx = {err, errlen};
+    int rc = 0;
+    size_t i = 0;
+    char **paths = calloc(cfg->n_apps ? cfg->n_apps : 1, sizeof *paths);
+    if (!paths) return fail_code(&ctx, -ENOMEM, "applications", "out of memory");
+    for (; i < cfg->n_apps; i++) {
+        paths[i] = resolve_one(cfg->apps[i].plugin, config_dir, search_path, i, err, errlen);
+        if (!paths[i]) {
+            rc = -ENOENT;
+            goto fail_resolve;
+        }
+    }
+    for (i = 0; i < cfg->n_apps; i++) {
+        free(cfg->apps[i].plugin);
+        cfg->apps[i].plugin = paths[i];
+    }
+    free(paths);
+    return 0;
+
+fail_resolve:
+    while (i-- > 0) free(paths[i]);
+    free(paths);
+    return rc;
+}
+
+void cfg_free(cfg_config *cfg)
+{
+    if (!cfg) return;
+    free_object(&config_kind, (char *)cfg);
+    free(cfg);
+}
+
+const cfg_deployment *cfg_app_deployment(const cfg_app *app, const char *name)
+{
+    if (!app || !name) return NULL;
+    for (size_t i = 0; i < app->n_deployments; i++)
+        if (app->deployments[i].name && !strcmp(app->deployments[i].name, name))
+            return &app->deployments[i];
+    return NULL;
+}

@@ -1,0 +1,116 @@
+/*
+ * config.h - the serve config file: parse, validate, free.
+ *
+ * The schema is Ray Serve's (http_options, admin, applications[] with
+ * deployments[]) with a C plugin path in place of import_path. Parsing is
+ * pure: no file is opened and nothing is started, so the parser can be unit
+ * tested and fuzzed, and a bad config is refused whole before anything runs.
+ *
+ * Every field is described once, in a declarative table in config.c (name,
+ * type, default, bounds). Errors name the field by its JSON path, e.g.
+ * "applications[0].deployments[1].num_replicas: must be >= 0".
+ *
+ * Error convention: functions return 0 or a negative errno-style code and,
+ * on error, write a one-line NUL-terminated message into the caller's `err`
+ * buffer (truncated to `errlen`).
+ */
+#ifndef SERVE_CONFIG_H
+#define SERVE_CONFIG_H
+
+#include <stddef.h>
+
+#define CFG_ERR_LEN 512
+
+/* autoscaling_config; `enabled` is 0 when the deployment has none. */
+typedef struct cfg_autoscaling {
+    int enabled;
+    int min_replicas;                 /* default 1 */
+    int initial_replicas;             /* default min_replicas */
+    int max_replicas;                 /* default 1; must be >= min and >= 1 */
+    double target_ongoing_requests;   /* default 2; > 0 */
+    double metrics_interval_s;        /* default 10 */
+    double look_back_period_s;        /* default 30 */
+    double upscale_delay_s;           /* default 30 */
+    double downscale_delay_s;         /* default 600 */
+    double downscale_to_zero_delay_s; /* default -1: use downscale_delay_s */
+    double upscaling_factor;          /* default 1.0; > 0 */
+    double downscaling_factor;        /* default 1.0; > 0 */
+} cfg_autoscaling;
+
+/* Dynamic batching; `enabled` is 0 when the deployment has none. */
+typedef struct cfg_batching {
+    int enabled;
+    int max_batch_size;          /* default 10; >= 1 */
+    double batch_wait_timeout_s; /* default 0.01; >= 0 */
+} cfg_batching;
+
+typedef struct cfg_deployment {
+    char *name;
+    int num_replicas;                   /* default 1; >= 0 (autoscaling: initial count) */
+    int max_ongoing_requests;           /* default 5; >= 1 */
+    int max_queued_requests;            /* default -1 (unbounded); >= -1 */
+    char *init_args_json;               /* compact JSON text; "{}" when absent */
+    char *user_config_json;             /* compact JSON text, or NULL when absent */
+    double graceful_shutdown_timeout_s; /* default 20; >= 0 */
+    double health_check_period_s;       /* default 10; > 0 */
+    double health_check_timeout_s;      /* default 30; > 0 */
+    cfg_autoscaling autoscaling;
+    cfg_batching batching;
+} cfg_deployment;
+
+typedef struct cfg_app {
+    char *name;
+    char *route_prefix; /* default "/" as in Ray; starts with '/', no trailing
+                           '/' except "/" itself */
+    char *plugin;       /* as written; absolute after cfg_resolve_plugins */
+    char *ingress;      /* deployment receiving HTTP; default: the only one */
+    cfg_deployment *deployments;
+    size_t n_deployments;
+} cfg_app;
+
+typedef struct cfg_config {
+    char *http_host;          /* default "127.0.0.1" */
+    int http_port;            /* default 8000; 1..65535 */
+    double request_timeout_s; /* default 0 = no timeout; >= 0 */
+    char *admin_host;         /* default "127.0.0.1" */
+    int admin_port;           /* default 8265; 1..65535 */
+    cfg_app *apps;
+    size_t n_apps;
+} cfg_config;
+
+/*
+ * Parse and validate `len` bytes of JSON text. On success *out owns a new
+ * config (free with cfg_free) and 0 is returned. On failure *out is NULL,
+ * -EINVAL is returned and `err` names the field and the rule it broke.
+ * Unknown fields are errors. Cross-field rules checked here: unique app
+ * names, unique route prefixes, unique deployment names within an app,
+ * ingress names an existing deployment, num_replicas and autoscaling_config
+ * are not both set, min_replicas <= initial_replicas <= max_replicas.
+ */
+int cfg_parse(const char *text, size_t len, cfg_config **out, char *err, size_t errlen);
+
+/*
+ * Read the file at `path` and cfg_parse it. I/O errors return the negative
+ * errno and a message naming the path. JSON syntax errors give line and
+ * column.
+ */
+int cfg_load_file(const char *path, cfg_config **out, char *err, size_t errlen);
+
+/*
+ * Resolve every app's plugin path to an absolute, existing, readable file:
+ * an absolute path is taken as is; a relative one is tried against
+ * `config_dir` (the config file's folder; NULL means the working directory),
+ * then against each folder of `search_path` (colon-separated, may be NULL).
+ * On failure returns -ENOENT and names the field, the path and the folders
+ * tried: "applications[0].plugin: no such file: x.so (looked in: /a, /b)".
+ */
+int cfg_resolve_plugins(cfg_config *cfg, const char *config_dir, const char *search_path, char *err,
+                        size_t errlen);
+
+/* Free a config and everything it owns. NULL is fine. */
+void cfg_free(cfg_config *cfg);
+
+/* Find a deployment of `app` by name, or NULL. */
+const cfg_deployment *cfg_app_deployment(const cfg_app *app, const char *name);
+
+#endif
