@@ -1,0 +1,438 @@
+/*
+ * replica.c - the replica process: one libuv loop for the two channels and
+ * a pool of worker threads that run the plugin.
+ *
+ * Threads and what they own:
+ *   - the loop thread reads frames, queues REQUEST jobs, and writes the
+ *     responses workers have encoded; it alone touches the ipc_conns.
+ *   - worker threads (one per allowed ongoing request, up to a cap) pop
+ *     jobs, call the plugin's `handle`, and encode the response frame into
+ *     the shared `done` buffer, then wake the loop with one uv_async_send.
+ *     uv_async coalesces wake-ups, so under load one loop turn forwards many
+ *     responses with one write: the batching that makes the hop cheap.
+ *   - `init` runs on libuv's thread pool, so the loop stays responsive.
+ * A writer-preferring rwlock gives `reconfigure` the exclusive access the
+ * plugin header promises: `handle` and `check_health` take it shared.
+ */
+#include "replica/replica.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+
+#include "common/log.h"
+#include "replica/internal.h"
+
+#define REPLICA_MAX_THREADS 256
+#define REPLICA_ERR_LEN     1024
+
+typedef struct job {
+    struct job *next;
+    uint64_t id;
+    size_t len;
+    char payload[]; /* the REQUEST frame's payload, copied off the socket */
+} job;
+
+typedef enum phase { PHASE_WAIT_INIT, PHASE_INITIALIZING, PHASE_SERVING, PHASE_STOPPING } phase;
+
+typedef struct replica {
+    uv_loop_t loop;
+    ipc_conn *control;
+    ipc_conn *data;
+    uv_async_t wake;
+    uv_signal_t sigterm;
+    uv_work_t init_work;
+    phase phase;
+    int exit_code;
+
+    serve_context ctx;
+    loader_plugin plugin;
+    void *state;
+    char *init_args;
+    char *user_config;
+    char *plugin_path;
+    int max_ongoing;
+    char init_error[REPLICA_ERR_LEN];
+
+    /* Work queue: loop -> workers. */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    job *head, *tail;
+    int quit_workers;
+    pthread_t *threads;
+    int n_threads;
+    int ongoing; /* loop thread only: dispatched and not yet answered */
+
+    /* Finished responses: workers -> loop. */
+    pthread_mutex_t done_mu;
+    ipc_buf done;
+    int n_done;
+
+    pthread_rwlock_t plugin_lock;
+} replica;
+
+static void replica_stop(replica *r);
+
+/* ---- Workers ----------------------------------------------------------- */
+
+/* Encode a 500 whose body is {"error": msg} into `b`. */
+static void encode_error(ipc_buf *b, uint64_t id, int status, const char *msg)
+{
+    json_t *obj = json_pack("{s:s}", "error", msg);
+    char *text = obj ? json_dumps(obj, JSON_COMPACT) : NULL;
+    const char *body = text ? text : "{\"error\":\"out of memory\"}";
+    serve_header h = {"content-type", "application/json"};
+    ipc_response_encode(b, id, status, &h, 1, body, strlen(body));
+    free(text);
+    json_decref(obj);
+}
+
+/* Run one request through the plugin and queue its encoded response. */
+static void run_job(replica *r, job *j)
+{
+    serve_request req;
+    serve_response res;
+    api_response_init(&res);
+    int rc = ipc_request_decode(j->payload, j->len, &req);
+    const char *why = "malformed request frame";
+    if (rc == 0) {
+        pthread_rwlock_rdlock(&r->plugin_lock);
+        api_clear_error();
+        rc = r->plugin.dep->handle(r->state, &req, &res);
+        pthread_rwlock_unlock(&r->plugin_lock);
+        why = api_last_error()[0] ? api_last_error() : "the deployment's handle failed";
+        free((void *)req.headers);
+    }
+    pthread_mutex_lock(&r->done_mu);
+    if (rc != 0)
+        encode_error(&r->done, j->id, 500, why);
+    else if (ipc_response_encode(&r->done, j->id, res.status, res.headers, res.n_headers,
+                                 res.body.data, res.body.len) != 0)
+        encode_error(&r->done, j->id, 500, "response too large or out of memory");
+    r->n_done++;
+    pthread_mutex_unlock(&r->done_mu);
+    uv_async_send(&r->wake);
+    api_response_release(&res);
+}
+
+static void *worker_main(void *arg)
+{
+    replica *r = arg;
+    for (;;) {
+        pthread_mutex_lock(&r->mu);
+        while (!r->head && !r->quit_workers) pthread_cond_wait(&r->cv, &r->mu);
+        job *j = r->head;
+        if (j) {
+            r->head = j->next;
+            if (!r->head) r->tail = NULL;
+        }
+        pthread_mutex_unlock(&r->mu);
+        if (!j) return NULL;
+        run_job(r, j);
+        free(j);
+    }
+}
+
+static int workers_start(replica *r)
+{
+    int n = r->max_ongoing < REPLICA_MAX_THREADS ? r->max_ongoing : REPLICA_MAX_THREADS;
+    r->threads = calloc((size_t)n, sizeof(*r->threads));
+    if (!r->threads) return -ENOMEM;
+    for (; r->n_threads < n; r->n_threads++) {
+        int rc = pthread_create(&r->threads[r->n_threads], NULL, worker_main, r);
+        if (rc != 0) return r->n_threads > 0 ? 0 : -rc; /* fewer threads still serve */
+    }
+    return 0;
+}
+
+static void workers_join(replica *r)
+{
+    pthread_mutex_lock(&r->mu);
+    r->quit_workers = 1;
+    pthread_cond_broadcast(&r->cv);
+    pthread_mutex_unlock(&r->mu);
+    for (int i = 0; i < r->n_threads; i++) pthread_join(r->threads[i], NULL);
+    free(r->threads);
+    r->threads = NULL;
+    r->n_threads = 0;
+}
+
+/* Loop thread: forward everything the workers finished since last time. */
+static void on_wake(uv_async_t *h)
+{
+    replica *r = h->data;
+    pthread_mutex_lock(&r->done_mu);
+    int n = r->n_done;
+    r->n_done = 0;
+    if (r->data) {
+        ipc_buf *out = ipc_conn_out(r->data);
+        if (out->len == 0) {
+            ipc_buf tmp = *out; /* swap: no copy when nothing else is queued */
+            *out = r->done;
+            r->done = tmp;
+        } else {
+            ipc_buf_put(out, r->done.data, r->done.len);
+        }
+        ipc_conn_flush_later(r->data);
+    }
+    r->done.len = 0;
+    pthread_mutex_unlock(&r->done_mu);
+    r->ongoing -= n;
+    if (r->phase == PHASE_STOPPING && r->ongoing == 0) replica_stop(r);
+}
+
+/* ---- Data channel ------------------------------------------------------ */
+
+static void on_data_frame(ipc_conn *c, const ipc_frame *f)
+{
+    replica *r = ipc_conn_data(c);
+    if (f->type != IPC_REQUEST || r->phase < PHASE_SERVING) {
+        log_warn("unexpected data frame type %d; ignored", f->type);
+        return;
+    }
+    job *j = malloc(sizeof(*j) + f->len);
+    if (!j) {
+        log_error("out of memory queueing a request");
+        return;
+    }
+    j->next = NULL;
+    j->id = f->id;
+    j->len = f->len;
+    memcpy(j->payload, f->payload, f->len);
+    pthread_mutex_lock(&r->mu);
+    if (r->tail)
+        r->tail->next = j;
+    else
+        r->head = j;
+    r->tail = j;
+    pthread_cond_signal(&r->cv);
+    pthread_mutex_unlock(&r->mu);
+    r->ongoing++;
+}
+
+static void on_data_close(ipc_conn *c, int status)
+{
+    replica *r = ipc_conn_data(c);
+    r->data = NULL;
+}
+
+/* ---- Init -------------------------------------------------------------- */
+
+/* Thread pool: load the plugin, build the state, apply the user_config. */
+static void init_work(uv_work_t *w)
+{
+    replica *r = w->data;
+    const serve_deployment *dep;
+    if (loader_open(r->plugin_path, r->ctx.deployment, &r->plugin, r->init_error,
+                    sizeof(r->init_error)) != 0)
+        return;
+    dep = r->plugin.dep;
+    api_clear_error();
+    if (dep->init(&r->ctx, r->init_args, &r->state) != 0) {
+        snprintf(r->init_error, sizeof(r->init_error), "%s: init failed: %s", r->ctx.deployment,
+                 api_last_error()[0] ? api_last_error() : "(no message)");
+        goto fail;
+    }
+    if (!r->user_config) return;
+    if (!dep->reconfigure) {
+        snprintf(r->init_error, sizeof(r->init_error),
+                 "%s: user_config is set but the deployment has no reconfigure callback",
+                 r->ctx.deployment);
+        goto fail_state;
+    }
+    api_clear_error();
+    if (dep->reconfigure(r->state, r->user_config) != 0) {
+        snprintf(r->init_error, sizeof(r->init_error), "%s: reconfigure failed: %s",
+                 r->ctx.deployment, api_last_error()[0] ? api_last_error() : "(no message)");
+        goto fail_state;
+    }
+    return;
+fail_state:
+    if (dep->finalize) dep->finalize(r->state);
+    r->state = NULL;
+fail:
+    loader_close(&r->plugin);
+}
+
+static void init_done(uv_work_t *w, int status)
+{
+    replica *r = w->data;
+    if (!r->init_error[0] && workers_start(r) != 0)
+        snprintf(r->init_error, sizeof(r->init_error), "cannot start worker threads");
+    if (r->init_error[0]) {
+        log_error("%s", r->init_error);
+        ipc_conn_send(r->control, IPC_FAILED, 0, r->init_error, strlen(r->init_error));
+        r->exit_code = 1;
+        r->phase = PHASE_STOPPING;
+        replica_stop(r);
+        return;
+    }
+    r->phase = PHASE_SERVING;
+    log_info("ready (pid %d, %d worker threads)", (int)getpid(), r->n_threads);
+    ipc_conn_send(r->control, IPC_READY, 0, NULL, 0);
+}
+
+static char *dup_json_string(json_t *obj, const char *key)
+{
+    const char *s = json_string_value(json_object_get(obj, key));
+    return s ? strdup(s) : NULL;
+}
+
+/* Parse INIT's JSON and start loading the plugin on the thread pool. */
+static int handle_init(replica *r, const ipc_frame *f)
+{
+    json_error_t jerr;
+    json_t *msg = json_loadb(f->payload, f->len, 0, &jerr);
+    if (!msg) return -EPROTO;
+    r->ctx.app = dup_json_string(msg, "app");
+    r->ctx.deployment = dup_json_string(msg, "deployment");
+    r->ctx.replica_id = dup_json_string(msg, "replica_id");
+    r->plugin_path = dup_json_string(msg, "plugin");
+    r->init_args = dup_json_string(msg, "init_args");
+    r->user_config = dup_json_string(msg, "user_config");
+    r->max_ongoing = (int)json_integer_value(json_object_get(msg, "max_ongoing_requests"));
+    json_decref(msg);
+    if (!r->ctx.app || !r->ctx.deployment || !r->ctx.replica_id || !r->plugin_path ||
+        !r->init_args || r->max_ongoing < 1)
+        return -EPROTO;
+    if (asprintf(&r->ctx.log_tag, "replica %s/%s#%s", r->ctx.app, r->ctx.deployment,
+                 r->ctx.replica_id) < 0)
+        return -ENOMEM;
+    log_set_tag(r->ctx.log_tag);
+    r->phase = PHASE_INITIALIZING;
+    r->init_work.data = r;
+    return uv_queue_work(&r->loop, &r->init_work, init_work, init_done);
+}
+
+/* ---- Control channel and shutdown -------------------------------------- */
+
+static void on_control_frame(ipc_conn *c, const ipc_frame *f)
+{
+    replica *r = ipc_conn_data(c);
+    if (f->type == IPC_INIT && r->phase == PHASE_WAIT_INIT) {
+        if (handle_init(r, f) != 0) {
+            log_error("bad INIT message from the controller");
+            r->exit_code = 1;
+            replica_stop(r);
+        }
+    } else if (f->type == IPC_STOP) {
+        replica_stop(r);
+    } else {
+        log_warn("unexpected control frame type %d; ignored", f->type);
+    }
+}
+
+static void on_control_close(ipc_conn *c, int status)
+{
+    replica *r = ipc_conn_data(c);
+    r->control = NULL;
+    replica_stop(r); /* the controller is gone: nobody will route to us */
+}
+
+static void on_sigterm(uv_signal_t *h, int signum)
+{
+    replica_stop(h->data);
+}
+
+/*
+ * Stop: wait for ongoing requests (they keep being answered while the loop
+ * runs), then join the workers, finalize the plugin and close everything so
+ * that uv_run returns. Init in progress is waited for too: its callback
+ * calls back here once it is done.
+ */
+static void replica_stop(replica *r)
+{
+    if (r->phase == PHASE_INITIALIZING) {
+        r->exit_code = r->exit_code ? r->exit_code : 1;
+        return; /* init_done sees the flag below */
+    }
+    r->phase = PHASE_STOPPING;
+    if (r->ongoing > 0) return; /* on_wake calls again when they are done */
+    workers_join(r);
+    if (r->plugin.dep && r->plugin.dep->finalize && r->state) r->plugin.dep->finalize(r->state);
+    r->state = NULL;
+    if (r->data) ipc_conn_close(r->data);
+    if (r->control) ipc_conn_shutdown(r->control);
+    if (!uv_is_closing((uv_handle_t *)&r->wake)) {
+        uv_close((uv_handle_t *)&r->wake, NULL);
+        uv_close((uv_handle_t *)&r->sigterm, NULL);
+    }
+}
+
+static void replica_free(replica *r)
+{
+    loader_close(&r->plugin);
+    free(r->ctx.app);
+    free(r->ctx.deployment);
+    free(r->ctx.replica_id);
+    free(r->ctx.log_tag);
+    free(r->plugin_path);
+    free(r->init_args);
+    free(r->user_config);
+    ipc_buf_free(&r->done);
+    pthread_mutex_destroy(&r->mu);
+    pthread_cond_destroy(&r->cv);
+    pthread_mutex_destroy(&r->done_mu);
+    pthread_rwlock_destroy(&r->plugin_lock);
+}
+
+static void init_sync(replica *r)
+{
+    pthread_rwlockattr_t attr;
+    pthread_mutex_init(&r->mu, NULL);
+    pthread_cond_init(&r->cv, NULL);
+    pthread_mutex_init(&r->done_mu, NULL);
+    pthread_rwlockattr_init(&attr);
+    /* reconfigure must not starve behind a steady stream of requests */
+    pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+    pthread_rwlock_init(&r->plugin_lock, &attr);
+    pthread_rwlockattr_destroy(&attr);
+}
+
+int replica_main(void)
+{
+    static replica r; /* one per process; static so signal paths can reach it */
+    int rc;
+
+    /* Ctrl-C reaches the whole process group: the controller decides when a
+       replica stops, so only STOP, SIGTERM or the controller's exit do. */
+    signal(SIGINT, SIG_IGN);
+    signal(SIGPIPE, SIG_IGN);
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    log_set_tag("replica");
+    init_sync(&r);
+    if ((rc = uv_loop_init(&r.loop)) < 0) goto fail_loop;
+    rc = ipc_conn_open(&r.loop, IPC_REPLICA_CONTROL_FD, on_control_frame, on_control_close, &r,
+                       &r.control);
+    if (rc < 0) goto fail_open;
+    rc = ipc_conn_open(&r.loop, IPC_REPLICA_DATA_FD, on_data_frame, on_data_close, &r, &r.data);
+    if (rc < 0) goto fail_open;
+    uv_async_init(&r.loop, &r.wake, on_wake);
+    r.wake.data = &r;
+    uv_signal_init(&r.loop, &r.sigterm);
+    r.sigterm.data = &r;
+    uv_signal_start(&r.sigterm, on_sigterm, SIGTERM);
+    uv_unref((uv_handle_t *)&r.sigterm);
+
+    uv_run(&r.loop, UV_RUN_DEFAULT);
+    rc = uv_loop_close(&r.loop);
+    if (rc != 0) log_warn("loop closed with handles still open: %s", uv_strerror(rc));
+    replica_free(&r);
+    return r.exit_code;
+
+fail_open:
+    log_error("cannot open the replica channels (fds %d, %d): %s; "
+              "replicas are started by `serve run`, not by hand",
+              IPC_REPLICA_CONTROL_FD, IPC_REPLICA_DATA_FD, uv_strerror(rc));
+    if (r.control) ipc_conn_close(r.control);
+    uv_run(&r.loop, UV_RUN_DEFAULT);
+    uv_loop_close(&r.loop);
+fail_loop:
+    replica_free(&r);
+    return 1;
+}
