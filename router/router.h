@@ -1,0 +1,95 @@
+/*
+ * router.h - the HTTP proxy: accepts client requests, finds the application
+ * by route prefix, and forwards each request as one frame to a replica of
+ * the application's ingress deployment, without blocking: the client's
+ * connection is suspended until the replica's answer arrives.
+ *
+ * It runs on the controller's libuv loop; libmicrohttpd is driven in its
+ * external epoll mode from that loop (a uv_poll on MHD's epoll fd and a
+ * timer from MHD_get_timeout), so there is one thread and no hand-off per
+ * request.
+ *
+ * Replicas ("backends") are added by the controller once they are ready,
+ * grouped in pools by "app/deployment". Requests for a pool with no backend
+ * wait in the pool's FIFO until one is added.
+ */
+#ifndef SERVE_ROUTER_H
+#define SERVE_ROUTER_H
+
+#include <stddef.h>
+#include <uv.h>
+
+/* ---- Route table (pure; unit tested) ----------------------------------- */
+
+typedef struct route_entry {
+    const char *prefix; /* "/" or "/x" or "/x/y", no trailing '/' */
+    const char *app;
+    void *target; /* opaque to the table */
+} route_entry;
+
+typedef struct routes routes;
+
+/* Build a table from `n` entries (copied). Longest prefix wins at match.
+   Returns 0, -EINVAL for a duplicate or malformed prefix, or -ENOMEM. */
+int routes_new(const route_entry *entries, size_t n, routes **out);
+void routes_free(routes *t);
+
+/*
+ * Find the entry whose prefix is the longest match of `path` on a segment
+ * boundary ("/a" matches "/a" and "/a/b", not "/ab"). On a match, *rest is
+ * the path after the prefix, "/" when nothing is left. NULL if none.
+ */
+const route_entry *routes_match(const routes *t, const char *path, const char **rest);
+
+size_t routes_count(const routes *t);
+const route_entry *routes_at(const routes *t, size_t i);
+
+/* ---- The proxy --------------------------------------------------------- */
+
+typedef struct router router;
+typedef struct router_backend router_backend;
+typedef struct router_pool router_pool;
+
+typedef struct router_options {
+    const char *host;
+    int port;
+    size_t max_body_bytes; /* 413 above it */
+    /* A backend's connection ended (replica exited, or removed): `data` is
+       what router_add_backend got. The backend is gone after this returns. */
+    void (*on_backend_closed)(void *data, void *cb_arg);
+    void *cb_arg;
+} router_options;
+
+/* Create the router and listen. Returns 0 or a negative errno, with a
+   message naming host and port in `err`. */
+int router_start(uv_loop_t *loop, const router_options *opts, router **out, char *err,
+                 size_t errlen);
+
+/* The pool for deployment `dep` of application `app`, created if needed.
+   Owned by the router; valid until router_close. NULL when out of memory. */
+router_pool *router_pool_get(router *r, const char *app, const char *dep);
+
+/* Replace the route table: each (prefix, app) maps to a pool. Requests
+   already routed are not affected. Returns 0 or negative. */
+int router_set_routes(router *r, const char *const *prefixes, const char *const *apps,
+                      router_pool *const *pools, size_t n);
+
+/* Start routing to a ready replica reachable over socket `fd` (ownership
+   of fd passes to the router). Queued requests of the pool start flowing.
+   `data` is handed back to on_backend_closed. */
+int router_add_backend(router *r, router_pool *pool, int fd, const char *replica_id, void *data,
+                       router_backend **out);
+
+/* Stop routing to a backend and close its connection. Requests it was
+   running are answered 502. on_backend_closed follows. */
+void router_remove_backend(router *r, router_backend *b);
+
+/* Stop accepting connections, let requests in progress finish, and call
+   `done` when none is left or after `timeout_s` (the rest get 503). */
+void router_drain(router *r, double timeout_s, void (*done)(void *arg), void *arg);
+
+/* Close everything; the memory is released once the loop has run the
+   close callbacks. All backends must have been removed first. */
+void router_close(router *r);
+
+#endif
