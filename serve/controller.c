@@ -1,0 +1,546 @@
+/*
+ * controller.c - replica processes: start, watch, replace, stop.
+ *
+ * A replica object (rep) is referenced by up to three things that end
+ * asynchronously: its process handle (closed after the exit callback), its
+ * control connection, and its router backend once it is ready. It is freed
+ * when the last of them lets go, and the controller finishes shutting down
+ * when no replica object is left.
+ */
+#include "serve/controller.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "common/util.h"
+#include "ipc/ipc.h"
+#include "router/router.h"
+
+#define CTL_BACKOFF_MIN_S  0.1
+#define CTL_BACKOFF_MAX_S  10.0
+#define CTL_START_ATTEMPTS 3 /* crashes before any READY that stop `serve run` */
+#define CTL_MAX_BODY_BYTES (64u << 20)
+
+typedef enum rep_state { REP_STARTING, REP_RUNNING, REP_STOPPING, REP_EXITED } rep_state;
+
+typedef struct ctl_dep ctl_dep;
+
+typedef struct rep {
+    struct rep *next;
+    ctl_dep *dep;
+    char id[17];
+    uv_process_t proc;
+    ipc_conn *control;
+    int data_fd; /* our end of the data socket until the router takes it */
+    router_backend *backend;
+    rep_state state;
+    int refs;
+} rep;
+
+struct ctl_dep {
+    ctl *c;
+    const cfg_app *app;
+    const cfg_deployment *cfg;
+    router_pool *pool;
+    rep *reps;
+    int n_active; /* STARTING or RUNNING */
+    int n_running;
+    int ever_ready;
+    int start_failures;
+    double backoff_s;
+    uv_timer_t restart_timer;
+};
+
+struct ctl {
+    uv_loop_t *loop;
+    cfg_config *cfg;
+    char *exe;
+    router *router;
+    ctl_dep *deps;
+    size_t n_deps;
+    uv_signal_t sigint, sigterm;
+    uv_timer_t kill_timer;
+    ctl_done_cb done;
+    void *done_arg;
+    int stopping; /* 0 serving, 1 draining the router, 2 stopping replicas */
+    int finished;
+    int all_ready_logged;
+    int exit_code;
+    int n_reps;
+    int pending_closes;
+    uint64_t id_seed, id_counter;
+};
+
+static void reconcile(ctl_dep *d);
+static void maybe_finish(ctl *c);
+
+/* ---- Replica objects --------------------------------------------------- */
+
+static void rep_unref(rep *p)
+{
+    if (--p->refs > 0) return;
+    ctl_dep *d = p->dep;
+    for (rep **pp = &d->reps; *pp; pp = &(*pp)->next)
+        if (*pp == p) {
+            *pp = p->next;
+            break;
+        }
+    free(p);
+    d->c->n_reps--;
+    maybe_finish(d->c);
+}
+
+static void set_state(rep *p, rep_state s)
+{
+    ctl_dep *d = p->dep;
+    int was_active = p->state == REP_STARTING || p->state == REP_RUNNING;
+    int is_active = s == REP_STARTING || s == REP_RUNNING;
+    d->n_active += is_active - was_active;
+    d->n_running += (s == REP_RUNNING) - (p->state == REP_RUNNING);
+    p->state = s;
+}
+
+static double max_graceful_s(const ctl *c)
+{
+    double t = 0;
+    for (size_t i = 0; i < c->n_deps; i++)
+        if (c->deps[i].cfg->graceful_shutdown_timeout_s > t)
+            t = c->deps[i].cfg->graceful_shutdown_timeout_s;
+    return t;
+}
+
+static void fatal(ctl *c, const char *what)
+{
+    log_error("%s; stopping", what);
+    c->exit_code = 1;
+    ctl_shutdown(c);
+}
+
+/* Log once when every deployment has all its replicas running. */
+static void log_if_all_ready(ctl *c)
+{
+    if (c->all_ready_logged) return;
+    for (size_t i = 0; i < c->n_deps; i++)
+        if (c->deps[i].n_running < c->deps[i].cfg->num_replicas) return;
+    c->all_ready_logged = 1;
+    for (size_t i = 0; i < c->cfg->n_apps; i++)
+        log_info("application '%s' is running at http://%s:%d%s", c->cfg->apps[i].name,
+                 c->cfg->http_host, c->cfg->http_port, c->cfg->apps[i].route_prefix);
+}
+
+/* ---- Events of one replica --------------------------------------------- */
+
+static void on_ready(rep *p)
+{
+    ctl_dep *d = p->dep;
+    ctl *c = d->c;
+    if (c->stopping) {
+        set_state(p, REP_STOPPING);
+        ipc_conn_send(p->control, IPC_STOP, 0, NULL, 0);
+        return;
+    }
+    int rc = router_add_backend(c->router, d->pool, p->data_fd, p->id, p, &p->backend);
+    p->data_fd = -1;
+    if (rc < 0) {
+        log_error("%s/%s: cannot route to replica %s: %s", d->app->name, d->cfg->name, p->id,
+                  uv_strerror(rc));
+        uv_process_kill(&p->proc, SIGKILL);
+        return;
+    }
+    p->refs++;
+    set_state(p, REP_RUNNING);
+    d->ever_ready = 1;
+    d->start_failures = 0;
+    d->backoff_s = CTL_BACKOFF_MIN_S;
+    log_info("%s/%s: replica %s running (pid %d)", d->app->name, d->cfg->name, p->id, p->proc.pid);
+    log_if_all_ready(c);
+}
+
+static void on_control_frame(ipc_conn *conn, const ipc_frame *f)
+{
+    rep *p = ipc_conn_data(conn);
+    ctl_dep *d = p->dep;
+    if (f->type == IPC_READY && p->state == REP_STARTING) {
+        on_ready(p);
+    } else if (f->type == IPC_FAILED) {
+        char msg[1200];
+        snprintf(msg, sizeof(msg), "%s/%s: replica %s failed to start: %.*s", d->app->name,
+                 d->cfg->name, p->id, (int)(f->len > 1024 ? 1024 : f->len), f->payload);
+        /* A definite load or init error before the deployment ever ran is a
+           deploy failure: `serve run` stops rather than retry forever. */
+        if (!d->ever_ready && !d->c->stopping)
+            fatal(d->c, msg);
+        else
+            log_error("%s", msg);
+    }
+}
+
+static void on_control_close(ipc_conn *conn, int status)
+{
+    rep *p = ipc_conn_data(conn);
+    p->control = NULL;
+    rep_unref(p);
+}
+
+static void on_proc_closed(uv_handle_t *h)
+{
+    rep_unref(h->data);
+}
+
+static void on_restart_timer(uv_timer_t *t)
+{
+    reconcile(t->data);
+}
+
+/* Replace an unexpected exit after the current backoff, doubling it. */
+static void schedule_restart(ctl_dep *d, rep_state was)
+{
+    if (was == REP_STARTING && !d->ever_ready && ++d->start_failures >= CTL_START_ATTEMPTS) {
+        char msg[256];
+        snprintf(msg, sizeof(msg), "%s/%s: replicas exited %d times before becoming ready",
+                 d->app->name, d->cfg->name, d->start_failures);
+        fatal(d->c, msg);
+        return;
+    }
+    uv_timer_start(&d->restart_timer, on_restart_timer, (uint64_t)(d->backoff_s * 1000), 0);
+    d->backoff_s = d->backoff_s * 2 > CTL_BACKOFF_MAX_S ? CTL_BACKOFF_MAX_S : d->backoff_s * 2;
+}
+
+static void on_proc_exit(uv_process_t *proc, int64_t status, int signum)
+{
+    rep *p = proc->data;
+    ctl_dep *d = p->dep;
+    ctl *c = d->c;
+    rep_state was = p->state;
+    set_state(p, REP_EXITED);
+    if (was == REP_STOPPING)
+        log_info("%s/%s: replica %s stopped", d->app->name, d->cfg->name, p->id);
+    else if (signum)
+        log_warn("%s/%s: replica %s (pid %d) killed by signal %d (%s)", d->app->name, d->cfg->name,
+                 p->id, proc->pid, signum, strsignal(signum));
+    else
+        log_warn("%s/%s: replica %s (pid %d) exited with status %" PRId64, d->app->name,
+                 d->cfg->name, p->id, proc->pid, status);
+    if (p->backend) router_remove_backend(c->router, p->backend);
+    if (p->data_fd >= 0) close(p->data_fd);
+    p->data_fd = -1;
+    if (p->control) ipc_conn_close(p->control);
+    uv_close((uv_handle_t *)proc, on_proc_closed);
+    if (!c->stopping && was != REP_STOPPING) schedule_restart(d, was);
+}
+
+/* The router let go of a backend (after removal or a closed socket). */
+static void on_backend_closed(void *data, void *arg)
+{
+    rep *p = data;
+    p->backend = NULL;
+    rep_unref(p);
+}
+
+/* ---- Spawning ---------------------------------------------------------- */
+
+static int send_init(ctl_dep *d, rep *p)
+{
+    json_t *msg =
+        json_pack("{s:s, s:s, s:s, s:s, s:s, s:s?, s:i}", "app", d->app->name, "deployment",
+                  d->cfg->name, "plugin", d->app->plugin, "replica_id", p->id, "init_args",
+                  d->cfg->init_args_json, "user_config", d->cfg->user_config_json,
+                  "max_ongoing_requests", d->cfg->max_ongoing_requests);
+    char *text = msg ? json_dumps(msg, JSON_COMPACT) : NULL;
+    int rc = text ? ipc_conn_send(p->control, IPC_INIT, 0, text, strlen(text)) : -ENOMEM;
+    free(text);
+    json_decref(msg);
+    return rc;
+}
+
+static void free_on_close(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+/* Start one replica process with its two socketpairs as fds 3 and 4. */
+static int spawn_replica(ctl_dep *d)
+{
+    ctl *c = d->c;
+    int ctl_sv[2] = {-1, -1}, data_sv[2] = {-1, -1};
+    int rc = -ENOMEM;
+    rep *p = calloc(1, sizeof(*p));
+    if (!p) return rc;
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, ctl_sv) != 0 ||
+        socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, data_sv) != 0) {
+        rc = -errno;
+        goto fail_sockets;
+    }
+    p->dep = d;
+    p->data_fd = -1;
+    p->state = REP_EXITED; /* set_state below counts it in */
+    p->proc.data = p;
+    snprintf(p->id, sizeof(p->id), "%08" PRIx32,
+             (uint32_t)util_mix64(c->id_seed + ++c->id_counter));
+    char *args[] = {c->exe, "__replica", NULL};
+    uv_stdio_container_t stdio[5] = {
+        {.flags = UV_IGNORE},
+        {.flags = UV_INHERIT_FD, .data.fd = 1},
+        {.flags = UV_INHERIT_FD, .data.fd = 2},
+        {.flags = UV_INHERIT_FD, .data.fd = ctl_sv[1]},
+        {.flags = UV_INHERIT_FD, .data.fd = data_sv[1]},
+    };
+    uv_process_options_t opts = {
+        .file = c->exe, .args = args, .exit_cb = on_proc_exit, .stdio_count = 5, .stdio = stdio};
+    rc = uv_spawn(c->loop, &p->proc, &opts);
+    close(ctl_sv[1]);
+    close(data_sv[1]);
+    if (rc < 0) {
+        close(ctl_sv[0]);
+        close(data_sv[0]);
+        uv_close((uv_handle_t *)&p->proc, free_on_close);
+        return rc;
+    }
+    /* From here the replica object is live: failures go through its exit. */
+    p->refs = 1; /* the process handle */
+    p->next = d->reps;
+    d->reps = p;
+    c->n_reps++;
+    set_state(p, REP_STARTING);
+    p->data_fd = data_sv[0];
+    if (ipc_conn_open(c->loop, ctl_sv[0], on_control_frame, on_control_close, p, &p->control) ==
+        0) {
+        p->refs++;
+        if (send_init(d, p) == 0) return 0;
+    }
+    log_error("%s/%s: cannot talk to new replica %s; killing it", d->app->name, d->cfg->name,
+              p->id);
+    uv_process_kill(&p->proc, SIGKILL);
+    return 0;
+
+fail_sockets:
+    for (int i = 0; i < 2; i++) {
+        if (ctl_sv[i] >= 0) close(ctl_sv[i]);
+        if (data_sv[i] >= 0) close(data_sv[i]);
+    }
+    free(p);
+    return rc;
+}
+
+/* Start replicas until the deployment has its target count. */
+static void reconcile(ctl_dep *d)
+{
+    while (!d->c->stopping && d->n_active < d->cfg->num_replicas) {
+        int rc = spawn_replica(d);
+        if (rc < 0) {
+            log_error("%s/%s: cannot start a replica: %s", d->app->name, d->cfg->name,
+                      uv_strerror(rc));
+            schedule_restart(d, REP_STOPPING);
+            return;
+        }
+        log_info("%s/%s: replica %s starting (pid %d)", d->app->name, d->cfg->name, d->reps->id,
+                 d->reps->proc.pid);
+    }
+}
+
+/* ---- Shutdown ---------------------------------------------------------- */
+
+static void kill_all(ctl *c, int sig)
+{
+    for (size_t i = 0; i < c->n_deps; i++)
+        for (rep *p = c->deps[i].reps; p; p = p->next)
+            if (p->state != REP_EXITED) uv_process_kill(&p->proc, sig);
+}
+
+static void on_kill_timeout(uv_timer_t *t)
+{
+    ctl *c = t->data;
+    log_warn("replicas did not stop within the graceful shutdown timeout; killing them");
+    kill_all(c, SIGKILL);
+}
+
+/* The router is drained: ask every replica to finish and exit. */
+static void on_drained(void *arg)
+{
+    ctl *c = arg;
+    c->stopping = 2;
+    for (size_t i = 0; i < c->n_deps; i++)
+        for (rep *p = c->deps[i].reps; p; p = p->next) {
+            if (p->state == REP_EXITED || p->state == REP_STOPPING) continue;
+            set_state(p, REP_STOPPING);
+            if (p->control) ipc_conn_send(p->control, IPC_STOP, 0, NULL, 0);
+        }
+    uv_timer_start(&c->kill_timer, on_kill_timeout, (uint64_t)(max_graceful_s(c) * 1000) + 1, 0);
+    maybe_finish(c);
+}
+
+static void on_closed(uv_handle_t *h)
+{
+    ctl *c = h->data;
+    if (--c->pending_closes > 0) return;
+    ctl_done_cb done = c->done;
+    void *arg = c->done_arg;
+    int code = c->exit_code;
+    cfg_free(c->cfg);
+    free(c->deps);
+    free(c->exe);
+    free(c);
+    done(arg, code);
+}
+
+static void close_handle(ctl *c, uv_handle_t *h)
+{
+    h->data = c;
+    c->pending_closes++;
+    uv_close(h, on_closed);
+}
+
+/* Every replica is gone: close the router and our own handles. */
+static void maybe_finish(ctl *c)
+{
+    if (c->stopping != 2 || c->n_reps > 0 || c->finished) return;
+    c->finished = 1;
+    router_close(c->router);
+    close_handle(c, (uv_handle_t *)&c->sigint);
+    close_handle(c, (uv_handle_t *)&c->sigterm);
+    close_handle(c, (uv_handle_t *)&c->kill_timer);
+    for (size_t i = 0; i < c->n_deps; i++)
+        close_handle(c, (uv_handle_t *)&c->deps[i].restart_timer);
+    log_info("stopped");
+}
+
+/* Each call goes one step further: drain, then skip the drain, then kill. */
+void ctl_shutdown(ctl *c)
+{
+    switch (c->stopping) {
+    case 0:
+        c->stopping = 1;
+        log_info("shutting down: finishing requests in progress (up to %.0f s)", max_graceful_s(c));
+        for (size_t i = 0; i < c->n_deps; i++) uv_timer_stop(&c->deps[i].restart_timer);
+        router_drain(c->router, max_graceful_s(c), on_drained, c);
+        break;
+    case 1:
+        log_warn("asked again: not waiting for requests in progress");
+        router_drain(c->router, 0, on_drained, c);
+        break;
+    default:
+        log_warn("asked again: killing replicas");
+        kill_all(c, SIGKILL);
+    }
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+    ctl_shutdown(h->data);
+}
+
+/* ---- Start ------------------------------------------------------------- */
+
+/* One pool per deployment; routes point at each application's ingress. */
+static int setup_routes(ctl *c)
+{
+    size_t n = c->cfg->n_apps;
+    const char **prefixes = calloc(n + 1, sizeof(*prefixes));
+    const char **apps = calloc(n + 1, sizeof(*apps));
+    router_pool **pools = calloc(n + 1, sizeof(*pools));
+    int rc = (prefixes && apps && pools) ? 0 : -ENOMEM;
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        const cfg_app *a = &c->cfg->apps[i];
+        prefixes[i] = a->route_prefix;
+        apps[i] = a->name;
+        pools[i] = router_pool_get(c->router, a->name, a->ingress);
+        if (!pools[i]) rc = -ENOMEM;
+    }
+    if (rc == 0) rc = router_set_routes(c->router, prefixes, apps, (router_pool *const *)pools, n);
+    free(prefixes);
+    free(apps);
+    free(pools);
+    return rc;
+}
+
+/* Fields the parser validates but this version does not act on yet. */
+static void warn_not_applied(const ctl_dep *d)
+{
+    if (d->cfg->autoscaling.enabled)
+        log_warn("%s/%s: autoscaling_config is not applied yet; running %d replicas", d->app->name,
+                 d->cfg->name, d->cfg->num_replicas);
+    if (d->cfg->batching.enabled)
+        log_warn("%s/%s: batching is not applied yet; requests are handled one by one",
+                 d->app->name, d->cfg->name);
+}
+
+static int setup_deployments(ctl *c)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < c->cfg->n_apps; i++) n += c->cfg->apps[i].n_deployments;
+    c->deps = calloc(n ? n : 1, sizeof(*c->deps));
+    if (!c->deps) return -ENOMEM;
+    for (size_t i = 0; i < c->cfg->n_apps; i++) {
+        const cfg_app *a = &c->cfg->apps[i];
+        for (size_t j = 0; j < a->n_deployments; j++) {
+            ctl_dep *d = &c->deps[c->n_deps++];
+            d->c = c;
+            d->app = a;
+            d->cfg = &a->deployments[j];
+            d->backoff_s = CTL_BACKOFF_MIN_S;
+            d->pool = router_pool_get(c->router, a->name, d->cfg->name);
+            warn_not_applied(d);
+            uv_timer_init(c->loop, &d->restart_timer);
+            d->restart_timer.data = d;
+            if (!d->pool) return -ENOMEM;
+        }
+    }
+    return setup_routes(c);
+}
+
+int ctl_start(uv_loop_t *loop, cfg_config *cfg, const char *exe, ctl_done_cb done, void *arg,
+              ctl **out, char *err, size_t errlen)
+{
+    int rc = -ENOMEM;
+    ctl *c = calloc(1, sizeof(*c));
+    if (!c) goto fail_alloc;
+    if (!(c->exe = strdup(exe))) goto fail_router;
+    c->loop = loop;
+    c->cfg = cfg;
+    c->done = done;
+    c->done_arg = arg;
+    c->id_seed = uv_hrtime() ^ ((uint64_t)getpid() << 40);
+    router_options ro = {.host = cfg->http_host,
+                         .port = cfg->http_port,
+                         .max_body_bytes = CTL_MAX_BODY_BYTES,
+                         .on_backend_closed = on_backend_closed,
+                         .cb_arg = c};
+    rc = router_start(loop, &ro, &c->router, err, errlen);
+    if (rc < 0) goto fail_router;
+    uv_signal_init(loop, &c->sigint);
+    uv_signal_init(loop, &c->sigterm);
+    uv_timer_init(loop, &c->kill_timer);
+    c->sigint.data = c->sigterm.data = c->kill_timer.data = c;
+    uv_signal_start(&c->sigint, on_signal, SIGINT);
+    uv_signal_start(&c->sigterm, on_signal, SIGTERM);
+    rc = setup_deployments(c);
+    if (rc < 0) {
+        snprintf(err, errlen, "cannot set up deployments: %s", strerror(-rc));
+        /* Nothing was spawned: close everything at once; the done callback
+           follows from the loop with exit code 1. */
+        c->exit_code = 1;
+        c->stopping = 2;
+        maybe_finish(c);
+        *out = NULL;
+        return rc;
+    }
+    log_info("proxy listening on http://%s:%d", cfg->http_host, cfg->http_port);
+    for (size_t i = 0; i < c->n_deps; i++) reconcile(&c->deps[i]);
+    *out = c;
+    return 0;
+
+fail_router:
+    free(c->exe);
+fail_alloc:
+    free(c);
+    cfg_free(cfg);
+    return rc;
+}

@@ -1,0 +1,40 @@
+/*
+ * controller.h - the controller: turns a config into running replicas.
+ *
+ * For each deployment it keeps num_replicas replica processes alive: it
+ * spawns `serve __replica` with a control and a data socketpair, sends INIT,
+ * and on READY hands the data socket to the router. A replica that exits is
+ * replaced (with exponential backoff while it keeps failing). On shutdown it
+ * drains the router, asks every replica to STOP, kills the ones that do not
+ * exit within graceful_shutdown_timeout_s, reaps them all, and closes the
+ * router, so that the loop ends with nothing left behind.
+ */
+#ifndef SERVE_CONTROLLER_H
+#define SERVE_CONTROLLER_H
+
+#include <stddef.h>
+#include <uv.h>
+
+#include "serve/config.h"
+
+typedef struct ctl ctl;
+
+/* Called once when the controller has stopped everything; `exit_code` is 0
+   after a requested shutdown, 1 when a deployment could not start. */
+typedef void (*ctl_done_cb)(void *arg, int exit_code);
+
+/*
+ * Start the router and every deployment of `cfg`. Ownership of cfg passes
+ * to the controller, even on failure. `exe` is the path of the serve binary
+ * used to start replicas. Returns 0, or a negative errno with a message in
+ * `err` (e.g. the port is taken); on failure run the loop until it ends to
+ * let handles close (the done callback may still come, with exit code 1).
+ */
+int ctl_start(uv_loop_t *loop, cfg_config *cfg, const char *exe, ctl_done_cb done, void *arg,
+              ctl **out, char *err, size_t errlen);
+
+/* Begin a graceful shutdown (idempotent; a second call stops replicas at
+   once). The done callback follows; the ctl is freed after it returns. */
+void ctl_shutdown(ctl *c);
+
+#endif

@@ -1,0 +1,186 @@
+/*
+ * main.c - the `serve` command line.
+ *
+ *   serve run CONFIG      start the proxy and the replicas in the foreground
+ *   serve __replica       (internal) a replica worker, started by the controller
+ *
+ * Exit codes: 0 success, 1 a runtime failure (a deployment failed to start,
+ * the port is taken), 2 a usage or config error.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <libgen.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <uv.h>
+
+#include "common/log.h"
+#include "replica/replica.h"
+#include "serve/config.h"
+#include "serve/controller.h"
+
+#define EXIT_RUNTIME 1
+#define EXIT_USAGE   2
+
+static const char usage_main[] =
+    "usage: serve <command> [options]\n"
+    "\n"
+    "Serve deployments written as C plugins over HTTP.\n"
+    "\n"
+    "commands:\n"
+    "  run CONFIG     start the proxy and every application of CONFIG in the\n"
+    "                 foreground; Ctrl-C drains requests and stops cleanly\n"
+    "\n"
+    "options:\n"
+    "  -h, --help     show this help (also: serve <command> --help)\n"
+    "  --version      print the version\n";
+
+static const char usage_run[] =
+    "usage: serve run [options] CONFIG\n"
+    "\n"
+    "Start the HTTP proxy on http_options.host:port and num_replicas replica\n"
+    "processes for every deployment in CONFIG, then serve until SIGINT or SIGTERM.\n"
+    "A bad config is refused before anything starts, naming the field.\n"
+    "\n"
+    "options:\n"
+    "  --log-level LEVEL   debug, info (default), warn, error\n"
+    "  -h, --help          show this help\n"
+    "\n"
+    "environment:\n"
+    "  SERVE_PLUGIN_PATH   colon-separated folders where relative plugin paths are\n"
+    "                      looked up after the config file's own folder\n";
+
+static void on_done(void *arg, int exit_code)
+{
+    *(int *)arg = exit_code;
+}
+
+/* Replicas, sockets and client connections all need descriptors: take the
+   hard limit rather than the often tiny default soft limit. */
+static void raise_fd_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+}
+
+/*
+ * Where relative plugin paths are looked up after the config's folder:
+ * $SERVE_PLUGIN_PATH, then the plugins built next to this binary
+ * (<bindir>/../examples in a build tree) and installed with it
+ * (<bindir>/../lib/serve/plugins). Returns a new string.
+ */
+static char *plugin_search_path(const char *exe)
+{
+    char *copy = strdup(exe), *out = NULL;
+    if (!copy) return NULL;
+    const char *dir = dirname(copy);
+    const char *env = getenv("SERVE_PLUGIN_PATH");
+    if (asprintf(&out, "%s%s%s/../examples:%s/../lib/serve/plugins", env ? env : "", env ? ":" : "",
+                 dir, dir) < 0)
+        out = NULL;
+    free(copy);
+    return out;
+}
+
+/* Load and check the config and its plugin paths; print why not. */
+static cfg_config *load_config(const char *path, const char *exe)
+{
+    char err[CFG_ERR_LEN];
+    cfg_config *cfg;
+    if (cfg_load_file(path, &cfg, err, sizeof(err)) != 0) {
+        fprintf(stderr, "serve: invalid config: %s\n", err);
+        return NULL;
+    }
+    char *copy = strdup(path), *search = plugin_search_path(exe);
+    int rc = copy && search ? cfg_resolve_plugins(cfg, dirname(copy), search, err, sizeof(err))
+                            : -ENOMEM;
+    free(copy);
+    free(search);
+    if (rc != 0) {
+        fprintf(stderr, "serve: invalid config %s: %s\n", path, err);
+        cfg_free(cfg);
+        return NULL;
+    }
+    return cfg;
+}
+
+static int cmd_run(int argc, char **argv)
+{
+    static const struct option opts[] = {{"help", no_argument, NULL, 'h'},
+                                         {"log-level", required_argument, NULL, 'l'},
+                                         {NULL, 0, NULL, 0}};
+    int c, level;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'h':
+            fputs(usage_run, stdout);
+            return 0;
+        case 'l':
+            if ((level = log_level_parse(optarg)) < 0) {
+                fprintf(stderr, "serve run: --log-level: unknown level '%s'\n", optarg);
+                return EXIT_USAGE;
+            }
+            log_min_level = (log_level)level;
+            break;
+        default:
+            fputs(usage_run, stderr);
+            return EXIT_USAGE;
+        }
+    }
+    if (optind != argc - 1) {
+        fputs(usage_run, stderr);
+        return EXIT_USAGE;
+    }
+    char exe[PATH_MAX], err[512];
+    size_t exe_len = sizeof(exe);
+    if (uv_exepath(exe, &exe_len) != 0) {
+        fprintf(stderr, "serve: cannot find my own executable\n");
+        return EXIT_RUNTIME;
+    }
+    cfg_config *cfg = load_config(argv[optind], exe);
+    if (!cfg) return EXIT_USAGE;
+    raise_fd_limit();
+    signal(SIGPIPE, SIG_IGN);
+    log_set_tag("controller");
+
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    int exit_code = 0;
+    ctl *controller;
+    if (ctl_start(&loop, cfg, exe, on_done, &exit_code, &controller, err, sizeof(err)) != 0) {
+        fprintf(stderr, "serve: %s\n", err);
+        exit_code = EXIT_RUNTIME;
+    }
+    uv_run(&loop, UV_RUN_DEFAULT);
+    int rc = uv_loop_close(&loop);
+    if (rc != 0) log_warn("event loop closed with handles open: %s", uv_strerror(rc));
+    return exit_code ? EXIT_RUNTIME : 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        fputs(usage_main, stderr);
+        return EXIT_USAGE;
+    }
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "-h") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "help") == 0) {
+        fputs(usage_main, stdout);
+        return 0;
+    }
+    if (strcmp(cmd, "--version") == 0) {
+        printf("serve %s\n", SERVE_VERSION);
+        return 0;
+    }
+    if (strcmp(cmd, "run") == 0) return cmd_run(argc - 1, argv + 1);
+    if (strcmp(cmd, "__replica") == 0) return replica_main();
+    fprintf(stderr, "serve: unknown command '%s'\n\n%s", cmd, usage_main);
+    return EXIT_USAGE;
+}

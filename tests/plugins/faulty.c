@@ -1,0 +1,56 @@
+/*
+ * faulty - deployments that misbehave on purpose, for failure-path tests.
+ *
+ *   FailInit  init fails with the message in init_args {"message": "..."}
+ *   Crash     handle aborts the replica process (every request kills it)
+ *   Sleepy    handle sleeps ?ms=N milliseconds, then answers its pid
+ *   Fail      handle returns -1 with a message
+ */
+#include <jansson.h>
+#include <serve_plugin.h>
+#include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
+
+static int init_ok(serve_context *ctx, const char *args, void **state)
+{
+    *state = NULL;
+    return 0;
+}
+
+static int init_fail(serve_context *ctx, const char *args, void **state)
+{
+    json_t *obj = json_loads(args, 0, NULL);
+    const char *msg = json_string_value(json_object_get(obj, "message"));
+    serve_set_error("%s", msg ? msg : "init refused");
+    json_decref(obj);
+    return -1;
+}
+
+static int handle_crash(void *state, const serve_request *req, serve_response *res)
+{
+    abort();
+}
+
+static int handle_sleepy(void *state, const serve_request *req, serve_response *res)
+{
+    char ms[16];
+    long n = serve_request_query(req, "ms", ms, sizeof(ms)) > 0 ? atol(ms) : 0;
+    struct timespec ts = {n / 1000, (n % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+    return serve_response_printf(res, "%d\n", (int)getpid());
+}
+
+static int handle_fail(void *state, const serve_request *req, serve_response *res)
+{
+    return serve_set_error("the model is on fire");
+}
+
+static const serve_deployment deployments[] = {
+    {.name = "FailInit", .init = init_fail, .handle = handle_fail},
+    {.name = "Crash", .init = init_ok, .handle = handle_crash},
+    {.name = "Sleepy", .init = init_ok, .handle = handle_sleepy},
+    {.name = "Fail", .init = init_ok, .handle = handle_fail},
+};
+
+SERVE_PLUGIN(deployments)
