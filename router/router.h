@@ -17,6 +17,7 @@
 #define SERVE_ROUTER_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <uv.h>
 
 /* ---- Route table (pure; unit tested) ----------------------------------- */
@@ -43,6 +44,50 @@ const route_entry *routes_match(const routes *t, const char *path, const char **
 
 size_t routes_count(const routes *t);
 const route_entry *routes_at(const routes *t, size_t i);
+
+/* ---- Replica choice (pure; unit tested) -------------------------------- */
+
+/* What a strategy sees of a replica: the router's own count of requests it
+   sent there and not yet got back, and the deployment's
+   max_ongoing_requests. A replica with ongoing == capacity is full. */
+typedef struct lb_candidate {
+    unsigned ongoing;
+    unsigned capacity;
+} lb_candidate;
+
+/* A strategy: pick(c, n, state) returns the index of the chosen candidate,
+   or -1 when every one is full. `state` is one word the strategy keeps per
+   deployment (a random state, a cursor). Add a strategy by writing one
+   pick function and listing it in balancer_find. */
+typedef struct balancer_ops {
+    const char *name;
+    int (*pick)(lb_candidate *const *c, size_t n, uint64_t *state);
+} balancer_ops;
+
+extern const balancer_ops balancer_p2c;         /* "power_of_two_choices" (default) */
+extern const balancer_ops balancer_round_robin; /* "round_robin" */
+
+/* The strategy called `name`, or NULL. */
+const balancer_ops *balancer_find(const char *name);
+
+/* ---- Deadlines (pure; unit tested) ------------------------------------- */
+
+/* A min-heap of deadlines embedded in the objects that have one (requests),
+   so that one timer serves them all: it is armed for the earliest. */
+typedef struct dheap_node {
+    uint64_t at;  /* deadline, in the caller's clock unit */
+    size_t index; /* position in the heap; SIZE_MAX when not in it */
+} dheap_node;
+
+typedef struct dheap {
+    dheap_node **nodes;
+    size_t n, cap;
+} dheap;
+
+int dheap_push(dheap *h, dheap_node *n);    /* 0 or -ENOMEM */
+void dheap_remove(dheap *h, dheap_node *n); /* no-op if n is not in h */
+dheap_node *dheap_top(const dheap *h);      /* earliest, or NULL */
+void dheap_free(dheap *h);
 
 /* ---- The proxy --------------------------------------------------------- */
 
