@@ -48,6 +48,7 @@ typedef struct replica {
     uv_signal_t sigterm;
     uv_work_t init_work;
     phase phase;
+    int stop_requested; /* a stop arrived while init was running */
     int exit_code;
 
     serve_context ctx;
@@ -273,6 +274,10 @@ static void init_done(uv_work_t *w, int status)
         return;
     }
     r->phase = PHASE_SERVING;
+    if (r->stop_requested) { /* nobody wants us any more: no READY */
+        replica_stop(r);
+        return;
+    }
     log_info("ready (pid %d, %d worker threads)", (int)getpid(), r->n_threads);
     ipc_conn_send(r->control, IPC_READY, 0, NULL, 0);
 }
@@ -348,8 +353,8 @@ static void on_sigterm(uv_signal_t *h, int signum)
 static void replica_stop(replica *r)
 {
     if (r->phase == PHASE_INITIALIZING) {
-        r->exit_code = r->exit_code ? r->exit_code : 1;
-        return; /* init_done sees the flag below */
+        r->stop_requested = 1; /* init cannot be interrupted: init_done stops */
+        return;
     }
     r->phase = PHASE_STOPPING;
     if (r->ongoing > 0) return; /* on_wake calls again when they are done */
