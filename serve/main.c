@@ -51,6 +51,7 @@ static const char usage_run[] =
     "  -h, --help          show this help\n"
     "\n"
     "environment:\n"
+    "  SERVE_LOG_LEVEL     the default for --log-level, here and in replicas\n"
     "  SERVE_PLUGIN_PATH   colon-separated folders where relative plugin paths are\n"
     "                      looked up after the config file's own folder\n";
 
@@ -111,6 +112,14 @@ static cfg_config *load_config(const char *path, const char *exe)
     return cfg;
 }
 
+/* SERVE_LOG_LEVEL sets the starting level of every process. */
+static void log_level_from_env(void)
+{
+    const char *env = getenv("SERVE_LOG_LEVEL");
+    int level = env ? log_level_parse(env) : -1;
+    if (level >= 0) log_min_level = (log_level)level;
+}
+
 static int cmd_run(int argc, char **argv)
 {
     static const struct option opts[] = {{"help", no_argument, NULL, 'h'},
@@ -128,6 +137,7 @@ static int cmd_run(int argc, char **argv)
                 return EXIT_USAGE;
             }
             log_min_level = (log_level)level;
+            setenv("SERVE_LOG_LEVEL", optarg, 1); /* replicas inherit it */
             break;
         default:
             fputs(usage_run, stderr);
@@ -179,6 +189,7 @@ int main(int argc, char **argv)
         printf("serve %s\n", SERVE_VERSION);
         return 0;
     }
+    log_level_from_env();
     if (strcmp(cmd, "run") == 0) return cmd_run(argc - 1, argv + 1);
     if (strcmp(cmd, "__replica") == 0) return replica_main();
     fprintf(stderr, "serve: unknown command '%s'\n\n%s", cmd, usage_main);
