@@ -28,22 +28,30 @@ int log_level_parse(const char *name)
     return -1;
 }
 
-void log_vwrite(log_level level, const char *tag, const char *fmt, va_list ap)
+size_t log_format(char *out, size_t size, log_level level, const char *tag, const char *fmt,
+                  va_list ap)
 {
-    char line[2048];
     struct timeval tv;
     struct tm tm;
 
     gettimeofday(&tv, NULL);
     gmtime_r(&tv.tv_sec, &tm);
-    int n = (int)strftime(line, sizeof(line), "%Y-%m-%dT%H:%M:%S", &tm);
-    n += snprintf(line + n, sizeof(line) - (size_t)n, ".%03dZ %-5s %s: ", (int)(tv.tv_usec / 1000),
-                  level_names[level], tag ? tag : process_tag);
-    int m = vsnprintf(line + n, sizeof(line) - (size_t)n, fmt, ap);
-    n = (m < 0 || (size_t)(n + m) >= sizeof(line) - 1) ? (int)sizeof(line) - 2 : n + m;
-    line[n++] = '\n';
+    size_t n = strftime(out, size, "%Y-%m-%dT%H:%M:%S", &tm);
+    int m = snprintf(out + n, size - n, ".%03dZ %-5s %s: ", (int)(tv.tv_usec / 1000),
+                     level_names[level], tag ? tag : process_tag);
+    n = (m < 0 || n + (size_t)m >= size - 1) ? size - 2 : n + (size_t)m;
+    m = vsnprintf(out + n, size - n, fmt, ap);
+    n = (m < 0 || n + (size_t)m >= size - 1) ? size - 2 : n + (size_t)m;
+    out[n++] = '\n';
+    return n;
+}
+
+void log_vwrite(log_level level, const char *tag, const char *fmt, va_list ap)
+{
+    char line[2048];
+    size_t n = log_format(line, sizeof(line), level, tag, fmt, ap);
     /* One write per line: lines of concurrent processes never interleave. */
-    ssize_t w = write(STDERR_FILENO, line, (size_t)n);
+    ssize_t w = write(STDERR_FILENO, line, n);
     (void)w;
 }
 

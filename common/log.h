@@ -12,6 +12,7 @@
 #define SERVE_LOG_H
 
 #include <stdarg.h>
+#include <stddef.h>
 
 typedef enum log_level { LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR, LOG_OFF } log_level;
 
@@ -22,6 +23,11 @@ void log_set_tag(const char *tag);
 
 /* Parse "debug", "info", "warn", "error", "off"; returns -1 if unknown. */
 int log_level_parse(const char *name);
+
+/* Format one line, newline included, into `out` (truncated to fit);
+   returns its length. For callers that batch lines themselves. */
+size_t log_format(char *out, size_t size, log_level level, const char *tag, const char *fmt,
+                  va_list ap);
 
 /* Write one line tagged with `tag` (NULL: the process tag). */
 void log_write(log_level level, const char *tag, const char *fmt, ...)

@@ -41,8 +41,10 @@ typedef enum ipc_type {
     IPC_FAILED = 3, /* replica -> ctl: text; load or init failed, exiting */
     IPC_STOP = 4,   /* ctl -> replica: finish running requests, finalize, exit */
     /* data channel */
-    IPC_REQUEST = 16,  /* router -> replica: encoded serve_request */
-    IPC_RESPONSE = 17, /* replica -> router: encoded response */
+    IPC_REQUEST = 16,   /* router -> replica: encoded serve_request */
+    IPC_RESPONSE = 17,  /* replica -> router: encoded response */
+    IPC_CANCEL = 18,    /* router -> replica: drop request `id` if not started */
+    IPC_CANCELLED = 19, /* replica -> router: `id` dropped before it ran */
 } ipc_type;
 
 typedef struct ipc_frame {

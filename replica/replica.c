@@ -189,9 +189,34 @@ static void on_wake(uv_async_t *h)
 
 /* ---- Data channel ------------------------------------------------------ */
 
+/* Drop request `id` if no worker has started it; confirm so that the
+   router frees its slot. A running request cannot be interrupted: it
+   answers as usual and the router discards the answer. */
+static void cancel_job(replica *r, uint64_t id)
+{
+    job *found = NULL;
+    pthread_mutex_lock(&r->mu);
+    for (job **pp = &r->head, *prev = NULL; *pp; prev = *pp, pp = &(*pp)->next) {
+        if ((*pp)->id != id) continue;
+        found = *pp;
+        *pp = found->next;
+        if (r->tail == found) r->tail = prev;
+        break;
+    }
+    pthread_mutex_unlock(&r->mu);
+    if (!found) return;
+    free(found);
+    ipc_conn_send(r->data, IPC_CANCELLED, id, NULL, 0);
+    if (--r->ongoing == 0 && r->phase == PHASE_STOPPING) replica_stop(r);
+}
+
 static void on_data_frame(ipc_conn *c, const ipc_frame *f)
 {
     replica *r = ipc_conn_data(c);
+    if (f->type == IPC_CANCEL) {
+        cancel_job(r, f->id);
+        return;
+    }
     if (f->type != IPC_REQUEST || r->phase < PHASE_SERVING) {
         log_warn("unexpected data frame type %d; ignored", f->type);
         return;

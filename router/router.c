@@ -1,32 +1,46 @@
 /*
  * router.c - the HTTP proxy. See router.h for the shape; this file is the
- * life of one request:
+ * life of one request (rreq):
  *
- *   uri_log callback      allocate the request (rreq), keep the raw query
- *   access handler #1     remember method and url; return (never answer in
- *                         the first call: libmicrohttpd would then close a
- *                         keep-alive connection)
- *   access handler #2..   append body chunks (413 past the limit)
- *   access handler, last  builtin endpoint, 404, or: pick a backend, append
- *                         a REQUEST frame to its output, suspend the
- *                         connection (or wait in the pool's FIFO)
- *   RESPONSE frame        build the MHD response, resume the connection;
- *                         a check handle runs MHD once per loop turn after
- *                         the replies of that turn, and the access handler
- *                         queues the response
- *   completed callback    free the request
+ *   uri_log callback      allocate the rreq, keep the raw query
+ *   access handler #1     refuse a declared body over the limit (413);
+ *                         otherwise just note method and url (answering in
+ *                         the first call would close a keep-alive connection)
+ *   access handler #2..   append body chunks (413 once past the limit)
+ *   access handler, last  builtin endpoint or 404, or: set the deadline,
+ *                         pick a replica with room (else wait in the
+ *                         deployment's FIFO, or 503 when it is full), append
+ *                         a REQUEST frame to the replica's output, suspend
+ *   RESPONSE frame        build the MHD response, resume the connection; an
+ *                         idle handle runs MHD once at the start of the next
+ *                         loop turn, after all of this turn's replies (and
+ *                         without blocking in between), and the access
+ *                         handler queues it
+ *   completed callback    access log line; free the rreq, unless its replica
+ *                         still owes an answer (then it is freed when that
+ *                         answer or the replica's CANCELLED comes)
  *
- * Requests in flight are found by id through a slot table: the id is
- * (generation << 32 | slot), so a late reply to a finished request (stale
- * generation) is recognised and dropped.
+ * Two lifetimes meet in an rreq: the client's (until libmicrohttpd's
+ * completed callback: http_done) and the replica slot's (while `backend` is
+ * set, the replica counts it as ongoing). It is freed when both are over.
+ * A request that times out or whose client disconnects is answered at once
+ * (408) and the replica is sent CANCEL; its slot frees when the replica
+ * confirms or answers, so the router's count of ongoing requests is always
+ * what the replica really runs.
+ *
+ * Replica slots are found by id through a slot table: the id is
+ * (generation << 32 | slot), so a late frame for a finished request is
+ * recognised and dropped.
  */
 #include "router/router.h"
 
 #include <errno.h>
 #include <inttypes.h>
 #include <jansson.h>
+#include <math.h>
 #include <microhttpd.h>
 #include <netdb.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,28 +57,40 @@
 #define ROUTER_LISTEN_BACKLOG   1024
 #define ROUTER_MAX_REQUEST_ID   64
 #define ROUTER_PUMP_ROUNDS      8
+#define ROUTER_SWEEP_MS         1000 /* how often waiting clients are checked */
+#define ROUTER_ACCESS_LINE      512
+#define ROUTER_TIMEOUT_HEADER   "x-request-timeout-seconds"
+#define ROUTER_MAX_TIMEOUT_S    (7 * 24 * 3600.0)
+#define ROUTER_DISCARD_LIMIT    (1u << 20) /* body read past a 413 before we hang up */
 
-typedef enum rq_state { RQ_NEW, RQ_BODY, RQ_WAITING, RQ_SENT, RQ_ANSWERED } rq_state;
+typedef enum rq_state { RQ_NEW, RQ_BODY, RQ_ROUTED, RQ_ANSWERED } rq_state;
 
 typedef struct rreq rreq;
 
 struct rreq {
+    dheap_node deadline; /* first: a heap node leads to its request */
     router *r;
     struct MHD_Connection *conn;
     rq_state state;
     int suspended;
-    uint64_t id;
-    const char *url; /* MHD's, valid for the request's lifetime */
+    int queued;      /* in the pool's FIFO */
+    int http_done;   /* libmicrohttpd has let go of it */
+    int cancel_sent; /* the replica was told to drop it */
+    uint64_t id;     /* replica slot id while `backend` is set */
+    uint64_t start_ns;
+    double timeout_s;
+    const char *url; /* MHD's, valid until http_done */
     const char *method;
     const char *route_path;
     char *query;
     ipc_buf body;
-    int body_too_large;
+    size_t discarded; /* body bytes dropped after a 413 */
     router_pool *pool;
     router_backend *backend;
     rreq *prev, *next; /* in the backend's in-flight list or the pool's FIFO */
     int status;
     struct MHD_Response *response;
+    char replica_id[17];
     char request_id[ROUTER_MAX_REQUEST_ID + 1];
 };
 
@@ -80,11 +106,15 @@ struct router_pool {
     char *dep;
     router_backend **backends;
     size_t n_backends, cap_backends;
-    size_t rr;
+    unsigned max_ongoing;
+    int max_queued; /* -1: unbounded */
+    const balancer_ops *balancer;
+    uint64_t lb_state;
     rq_list waiting;
 };
 
 struct router_backend {
+    lb_candidate lb; /* first: the balancer sees backends as candidates */
     router *r;
     router_pool *pool;
     ipc_conn *conn;
@@ -96,15 +126,18 @@ struct router_backend {
 struct router {
     uv_loop_t *loop;
     router_options opts;
-    char *host;
     struct MHD_Daemon *mhd;
     uv_poll_t poll;
     uv_timer_t timer;
-    uv_check_t pump;
+    uv_idle_t pump; /* runs MHD next turn, without blocking first */
     uv_timer_t drain_timer;
+    uv_timer_t deadline_timer;
+    uv_timer_t sweep_timer;
+    uv_prepare_t log_flusher;
     routes *routes;
     router_pool *pools;
-    /* slot table: id -> request */
+    dheap deadlines;
+    /* slot table: id -> request at a replica */
     rreq **slots;
     uint32_t cap_slots, n_free;
     uint32_t *free_slots;
@@ -113,6 +146,7 @@ struct router {
     uint64_t id_seed, id_counter;
     serve_header *hdr_scratch;
     size_t cap_hdr;
+    ipc_buf access_log;
     int draining;
     void (*drain_done)(void *);
     void *drain_arg;
@@ -121,9 +155,11 @@ struct router {
 };
 
 static void mhd_pump(router *r);
-static void on_check(uv_check_t *h);
+static void on_pump(uv_idle_t *h);
 static void on_timer(uv_timer_t *h);
 static void router_free(router *r);
+static void pool_flush(router_pool *p);
+static void maybe_drained(router *r);
 
 /* ---- Request lists ----------------------------------------------------- */
 
@@ -167,8 +203,8 @@ static int slot_alloc(router *r, rreq *rq)
     if (r->n_free == 0) {
         uint32_t cap = r->cap_slots ? r->cap_slots * 2 : 256;
         rreq **slots = realloc(r->slots, cap * sizeof(*slots));
-        uint32_t *free_slots = slots ? realloc(r->free_slots, cap * sizeof(*free_slots)) : NULL;
         if (slots) r->slots = slots;
+        uint32_t *free_slots = slots ? realloc(r->free_slots, cap * sizeof(*free_slots)) : NULL;
         if (!free_slots) return -ENOMEM;
         r->free_slots = free_slots;
         for (uint32_t i = cap; i > r->cap_slots; i--) {
@@ -199,22 +235,63 @@ static rreq *slot_find(router *r, uint64_t id)
     return r->slots[slot];
 }
 
+/* ---- Access log -------------------------------------------------------- */
+
+/* Lines are collected during a loop turn and written with one write(2). */
+static void on_log_flush(uv_prepare_t *h)
+{
+    router *r = h->data;
+    uv_prepare_stop(h);
+    size_t off = 0;
+    while (off < r->access_log.len) {
+        ssize_t n = write(STDERR_FILENO, r->access_log.data + off, r->access_log.len - off);
+        if (n <= 0) break;
+        off += (size_t)n;
+    }
+    r->access_log.len = 0;
+}
+
+static void access_log_line(router *r, const char *fmt, ...)
+{
+    char line[ROUTER_ACCESS_LINE];
+    va_list ap;
+    va_start(ap, fmt);
+    size_t n = log_format(line, sizeof(line), LOG_INFO, "access", fmt, ap);
+    va_end(ap);
+    ipc_buf_put(&r->access_log, line, n);
+    uv_prepare_start(&r->log_flusher, on_log_flush);
+}
+
+static void log_request(const rreq *rq)
+{
+    router *r = rq->r;
+    if (!r->opts.access_log || !rq->url) return;
+    double ms = (double)(uv_hrtime() - rq->start_ns) / 1e6;
+    access_log_line(r, "%s %s %d %.3fms replica=%s id=%s", rq->method, rq->url,
+                    rq->status ? rq->status : 0, ms, rq->replica_id[0] ? rq->replica_id : "-",
+                    rq->request_id);
+}
+
 /* ---- Answering --------------------------------------------------------- */
 
-/* Give `rq` its response and wake its connection if it sleeps. */
+/* Give `rq` its response and wake its connection if it sleeps. Only the
+   first answer counts: a late reply after a 408 is dropped. */
 static void answer(rreq *rq, int status, struct MHD_Response *resp)
 {
     router *r = rq->r;
-    if (rq->response) MHD_destroy_response(rq->response);
+    if (rq->state == RQ_ANSWERED || rq->http_done) {
+        MHD_destroy_response(resp);
+        return;
+    }
     MHD_add_response_header(resp, "x-request-id", rq->request_id);
     rq->status = status;
     rq->response = resp;
     rq->state = RQ_ANSWERED;
-    slot_free(r, rq);
+    dheap_remove(&r->deadlines, &rq->deadline);
     if (rq->suspended) {
         rq->suspended = 0;
         MHD_resume_connection(rq->conn);
-        uv_check_start(&r->pump, on_check);
+        uv_idle_start(&r->pump, on_pump);
     }
 }
 
@@ -230,7 +307,16 @@ static struct MHD_Response *json_response(json_t *obj)
     return resp;
 }
 
-/* Answer with {"error": reason} (and the request id, so logs can be found). */
+/* Answer with a JSON object (reference stolen) that has an "error" key. */
+static void answer_json(rreq *rq, int status, json_t *obj)
+{
+    struct MHD_Response *resp = json_response(obj);
+    if (resp) answer(rq, status, resp);
+}
+
+/* Answer with {"error": reason}. */
+static void answer_error(rreq *rq, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 static void answer_error(rreq *rq, int status, const char *fmt, ...)
 {
     char reason[512];
@@ -238,8 +324,7 @@ static void answer_error(rreq *rq, int status, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(reason, sizeof(reason), fmt, ap);
     va_end(ap);
-    struct MHD_Response *resp = json_response(json_pack("{s:s}", "error", reason));
-    if (resp) answer(rq, status, resp);
+    answer_json(rq, status, json_pack("{s:s}", "error", reason));
 }
 
 /* Headers the proxy sets itself; a plugin's copy would be wrong or doubled. */
@@ -252,7 +337,54 @@ static int hop_by_hop(const char *name)
     return 0;
 }
 
-/* ---- Backends ---------------------------------------------------------- */
+/* ---- Request memory ---------------------------------------------------- */
+
+static void rreq_free(rreq *rq)
+{
+    if (rq->response) MHD_destroy_response(rq->response);
+    ipc_buf_free(&rq->body);
+    free(rq->query);
+    free(rq);
+}
+
+/* The replica no longer runs `rq`: free its slot, let a waiting request
+   have it, and free the request if the client is gone too. */
+static void release_slot(rreq *rq)
+{
+    router_backend *b = rq->backend;
+    list_remove(&b->inflight, rq);
+    b->lb.ongoing--;
+    rq->backend = NULL;
+    slot_free(rq->r, rq);
+    pool_flush(b->pool);
+    if (rq->http_done) rreq_free(rq);
+}
+
+/* Tell the replica to drop `rq`; the slot is released on its reply. */
+static void send_cancel(rreq *rq)
+{
+    if (!rq->backend || rq->cancel_sent) return;
+    rq->cancel_sent = 1;
+    ipc_conn_send(rq->backend->conn, IPC_CANCEL, rq->id, NULL, 0);
+}
+
+/* Stop waiting for `rq`: out of the queue or cancelled at its replica,
+   answered with `status` unless it already was. */
+static void abandon(rreq *rq, int status, const char *why)
+{
+    router_pool *p = rq->pool;
+    if (rq->queued) {
+        list_remove(&p->waiting, rq);
+        rq->queued = 0;
+        answer_error(rq, status, "%s while waiting for a replica of %s/%s", why, p->app, p->dep);
+    } else if (rq->backend) {
+        answer_error(rq, status, "%s while replica %s of %s/%s was handling it", why,
+                     rq->replica_id, p->app, p->dep);
+        send_cancel(rq);
+    }
+}
+
+/* ---- Sending to replicas ----------------------------------------------- */
 
 typedef struct hdr_acc {
     router *r;
@@ -302,44 +434,64 @@ static void send_request(rreq *rq, router_backend *b)
         return;
     }
     if (ipc_request_encode(ipc_conn_out(b->conn), rq->id, &req) != 0) {
+        slot_free(r, rq);
         answer_error(rq, 413, "request too large to forward");
         return;
     }
     ipc_conn_flush_later(b->conn);
     ipc_buf_free(&rq->body);
-    rq->state = RQ_SENT;
     rq->backend = b;
+    b->lb.ongoing++;
+    snprintf(rq->replica_id, sizeof(rq->replica_id), "%s", b->replica_id);
     list_push(&b->inflight, rq);
 }
 
-/* Round-robin over the pool's ready backends; NULL when it has none. */
+/* The balancer's choice among the pool's backends with room, or NULL. */
 static router_backend *pick_backend(router_pool *p)
 {
     if (p->n_backends == 0) return NULL;
-    return p->backends[p->rr++ % p->n_backends];
+    int i = p->balancer->pick((lb_candidate *const *)p->backends, p->n_backends, &p->lb_state);
+    return i >= 0 ? p->backends[i] : NULL;
 }
 
+/* Send to a replica with room; else wait in the FIFO, unless it is full. */
 static void dispatch(rreq *rq)
 {
-    router_backend *b = pick_backend(rq->pool);
+    router_pool *p = rq->pool;
+    router_backend *b = p->waiting.n ? NULL : pick_backend(p);
     if (b) {
         send_request(rq, b);
+    } else if (p->max_queued >= 0 && p->waiting.n >= (size_t)p->max_queued) {
+        answer_json(rq, 503,
+                    json_pack("{s:s, s:I, s:i}", "error",
+                              "queue full: every replica is busy and max_queued_requests "
+                              "requests are already waiting",
+                              "queue_length", (json_int_t)p->waiting.n, "max_queued_requests",
+                              p->max_queued));
     } else {
-        rq->state = RQ_WAITING;
-        list_push(&rq->pool->waiting, rq);
+        rq->queued = 1;
+        list_push(&p->waiting, rq);
     }
 }
 
-static void on_backend_frame(ipc_conn *c, const ipc_frame *f)
+/* Send waiting requests, oldest first, while replicas have room. */
+static void pool_flush(router_pool *p)
 {
-    router_backend *b = ipc_conn_data(c);
-    rreq *rq = slot_find(b->r, f->id);
-    if (f->type != IPC_RESPONSE || !rq || rq->backend != b) return; /* late: already answered */
-    list_remove(&b->inflight, rq);
-    rq->backend = NULL;
+    router_backend *b;
+    while (p->waiting.n && (b = pick_backend(p))) {
+        rreq *rq = list_pop(&p->waiting);
+        rq->queued = 0;
+        send_request(rq, b);
+    }
+}
+
+/* ---- Frames from replicas ---------------------------------------------- */
+
+static void forward_response(rreq *rq, const ipc_frame *f)
+{
     ipc_response res;
     if (ipc_response_decode(f->payload, f->len, &res) != 0) {
-        answer_error(rq, 502, "malformed response from replica %s", b->replica_id);
+        answer_error(rq, 502, "malformed response from replica %s", rq->replica_id);
         return;
     }
     struct MHD_Response *resp =
@@ -354,6 +506,18 @@ static void on_backend_frame(ipc_conn *c, const ipc_frame *f)
             MHD_add_response_header(resp, res.headers[i].name, res.headers[i].value);
     ipc_response_release(&res);
     answer(rq, res.status, resp);
+}
+
+static void on_backend_frame(ipc_conn *c, const ipc_frame *f)
+{
+    router_backend *b = ipc_conn_data(c);
+    rreq *rq = slot_find(b->r, f->id);
+    if (!rq || rq->backend != b) return;
+    if (f->type == IPC_RESPONSE)
+        forward_response(rq, f);
+    else if (f->type != IPC_CANCELLED)
+        return;
+    release_slot(rq);
 }
 
 static void pool_detach(router_pool *p, router_backend *b)
@@ -374,8 +538,10 @@ static void on_backend_close(ipc_conn *c, int status)
     pool_detach(b->pool, b);
     while ((rq = list_pop(&b->inflight))) {
         rq->backend = NULL;
+        slot_free(r, rq);
         answer_error(rq, 502, "replica %s of %s/%s exited while handling the request",
                      b->replica_id, b->pool->app, b->pool->dep);
+        if (rq->http_done) rreq_free(rq);
     }
     if (r->opts.on_backend_closed) r->opts.on_backend_closed(b->data, r->opts.cb_arg);
     free(b->replica_id);
@@ -399,14 +565,14 @@ int router_add_backend(router *r, router_pool *p, int fd, const char *replica_id
     b->r = r;
     b->pool = p;
     b->data = data;
+    b->lb.capacity = p->max_ongoing;
     rc = ipc_conn_open(r->loop, fd, on_backend_frame, on_backend_close, b, &b->conn);
     fd = -1; /* owned by the connection now, even on failure */
     if (rc < 0) goto fail;
     p->backends[p->n_backends++] = b;
     r->pending_closes++; /* the router outlives every backend connection */
     *out = b;
-    rreq *rq;
-    while ((rq = list_pop(&p->waiting))) send_request(rq, pick_backend(p));
+    pool_flush(p);
     return 0;
 fail:
     if (fd >= 0) close(fd);
@@ -438,9 +604,21 @@ router_pool *router_pool_get(router *r, const char *app, const char *dep)
         free(p);
         return NULL;
     }
+    p->max_ongoing = 5;
+    p->max_queued = -1;
+    p->balancer = &balancer_p2c;
+    p->lb_state = util_mix64((uintptr_t)p ^ r->id_seed);
     p->next = r->pools;
     r->pools = p;
     return p;
+}
+
+void router_pool_configure(router_pool *p, int max_ongoing, int max_queued)
+{
+    p->max_ongoing = max_ongoing > 0 ? (unsigned)max_ongoing : 1;
+    p->max_queued = max_queued;
+    for (size_t i = 0; i < p->n_backends; i++) p->backends[i]->lb.capacity = p->max_ongoing;
+    pool_flush(p);
 }
 
 int router_set_routes(router *r, const char *const *prefixes, const char *const *apps,
@@ -456,6 +634,93 @@ int router_set_routes(router *r, const char *const *prefixes, const char *const 
     routes_free(r->routes);
     r->routes = t;
     return 0;
+}
+
+/* ---- Deadlines and disconnected clients -------------------------------- */
+
+static void on_deadline(uv_timer_t *t);
+
+static void arm_deadline_timer(router *r)
+{
+    dheap_node *top = dheap_top(&r->deadlines);
+    if (!top) {
+        uv_timer_stop(&r->deadline_timer);
+        return;
+    }
+    uint64_t now = uv_now(r->loop);
+    uv_timer_start(&r->deadline_timer, on_deadline, top->at > now ? top->at - now : 0, 0);
+}
+
+static void on_deadline(uv_timer_t *t)
+{
+    router *r = t->data;
+    uint64_t now = uv_now(r->loop);
+    dheap_node *top;
+    while ((top = dheap_top(&r->deadlines)) && top->at <= now) {
+        rreq *rq = (rreq *)top; /* the node is the request's first member */
+        dheap_remove(&r->deadlines, top);
+        char why[96];
+        snprintf(why, sizeof(why), "request timed out after %g s", rq->timeout_s);
+        abandon(rq, 408, why);
+    }
+    arm_deadline_timer(r);
+}
+
+/* The timeout for `rq`: its x-request-timeout-seconds header, else the
+   configured default; 0 is none. -1 for a malformed header. */
+static double request_timeout(rreq *rq)
+{
+    const char *h = MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND, ROUTER_TIMEOUT_HEADER);
+    if (!h) return rq->r->opts.request_timeout_s;
+    char *end;
+    double t = strtod(h, &end);
+    if (end == h || *end || !isfinite(t) || t <= 0 || t > ROUTER_MAX_TIMEOUT_S) return -1;
+    return t;
+}
+
+static int set_deadline(rreq *rq, double timeout_s)
+{
+    router *r = rq->r;
+    if (timeout_s <= 0) return 0;
+    rq->timeout_s = timeout_s;
+    rq->deadline.at = uv_now(r->loop) + (uint64_t)ceil(timeout_s * 1000);
+    int rc = dheap_push(&r->deadlines, &rq->deadline);
+    if (rc == 0 && dheap_top(&r->deadlines) == &rq->deadline) arm_deadline_timer(r);
+    return rc;
+}
+
+/* Has the client of a sleeping request hung up? A suspended connection is
+   not watched by libmicrohttpd, so we look ourselves. */
+static int client_gone(rreq *rq)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(rq->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    struct pollfd pfd = {.fd = ci ? ci->connect_fd : -1, .events = POLLRDHUP};
+    return pfd.fd >= 0 && poll(&pfd, 1, 0) == 1 && (pfd.revents & (POLLRDHUP | POLLHUP | POLLERR));
+}
+
+/* Every second, cancel requests (waiting for over a second) whose client
+   has disconnected: their replica slot then frees up for others. */
+static void sweep_list(router *r, rq_list *l, uint64_t older_than)
+{
+    rreq *rq = l->head;
+    while (rq) {
+        rreq *next = rq->next;
+        if (rq->start_ns < older_than && rq->suspended && client_gone(rq))
+            abandon(rq, 408, "client disconnected");
+        rq = next;
+    }
+}
+
+static void on_sweep(uv_timer_t *t)
+{
+    router *r = t->data;
+    uint64_t older_than = uv_hrtime() - (uint64_t)ROUTER_SWEEP_MS * 1000000;
+    for (router_pool *p = r->pools; p; p = p->next) {
+        sweep_list(r, &p->waiting, older_than);
+        for (size_t i = 0; i < p->n_backends; i++)
+            sweep_list(r, &p->backends[i]->inflight, older_than);
+    }
 }
 
 /* ---- Builtin endpoints ------------------------------------------------- */
@@ -485,8 +750,7 @@ static void answer_builtin(rreq *rq)
             const route_entry *e = routes_at(r->routes, i);
             json_object_set_new(obj, e->prefix, json_string(e->app));
         }
-        resp = json_response(obj);
-        if (resp) answer(rq, 200, resp);
+        if ((resp = json_response(obj))) answer(rq, 200, resp);
         return;
     }
     answer_error(rq, 404, "no such endpoint: %s", rq->url);
@@ -512,17 +776,19 @@ static void set_request_id(rreq *rq)
 static void start_request(rreq *rq)
 {
     router *r = rq->r;
-    set_request_id(rq);
-    const route_entry *e = NULL;
-    if (rq->body_too_large)
-        answer_error(rq, 413, "request body larger than the limit of %zu bytes",
-                     r->opts.max_body_bytes);
-    else if (strncmp(rq->url, "/-/", 3) == 0)
+    const route_entry *e;
+    double timeout;
+    rq->state = RQ_ROUTED;
+    if (strncmp(rq->url, "/-/", 3) == 0)
         answer_builtin(rq);
     else if (!(e = routes_match(r->routes, rq->url, &rq->route_path)))
         answer_error(rq, 404, "no application serves the path %s", rq->url);
     else if (r->draining)
         answer_error(rq, 503, "draining: the server is shutting down");
+    else if ((timeout = request_timeout(rq)) < 0)
+        answer_error(rq, 400, "%s: must be a number of seconds > 0", ROUTER_TIMEOUT_HEADER);
+    else if (set_deadline(rq, timeout) != 0)
+        answer_error(rq, 503, "proxy out of memory");
     else {
         rq->pool = e->target;
         dispatch(rq);
@@ -536,6 +802,8 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
     if (!rq) return NULL;
     rq->r = r;
     rq->conn = conn;
+    rq->deadline.index = SIZE_MAX;
+    rq->start_ns = uv_hrtime();
     const char *q = strchr(uri, '?');
     if (q && !(rq->query = strdup(q + 1))) {
         free(rq);
@@ -543,6 +811,47 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
     }
     r->active++;
     return rq;
+}
+
+/* Queue rq's response now; the connection is closed after it when the
+   request body was not read to its end. */
+static enum MHD_Result queue_answer(rreq *rq)
+{
+    enum MHD_Result ret = MHD_queue_response(rq->conn, (unsigned)rq->status, rq->response);
+    MHD_destroy_response(rq->response);
+    rq->response = NULL;
+    return ret;
+}
+
+/* A body larger than the limit gets 413. Declared by Content-Length, it is
+   refused before any of it is read (a client that sent Expect: 100-continue
+   then sends nothing). Found while reading chunks, the rest of the body is
+   read and dropped, up to a bound, and the 413 sent at its end: closing
+   with unread data would make the kernel reset the connection before the
+   client reads the answer. */
+static void refuse_body(rreq *rq)
+{
+    set_request_id(rq);
+    answer_error(rq, 413, "request body larger than the limit of %zu bytes",
+                 rq->r->opts.max_body_bytes);
+    ipc_buf_free(&rq->body);
+}
+
+/* Take one chunk of the body; MHD_NO hangs up on the client. */
+static enum MHD_Result take_body(rreq *rq, const char *data, size_t *size)
+{
+    size_t n = *size;
+    *size = 0;
+    if (rq->state != RQ_BODY) { /* already refused */
+        rq->discarded += n;
+        return rq->discarded > ROUTER_DISCARD_LIMIT ? MHD_NO : MHD_YES;
+    }
+    if (rq->body.len + n > rq->r->opts.max_body_bytes) {
+        refuse_body(rq);
+        return MHD_YES;
+    }
+    ipc_buf_put(&rq->body, data, n);
+    return rq->body.oom ? MHD_NO : MHD_YES;
 }
 
 static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const char *url,
@@ -556,18 +865,16 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
         rq->state = RQ_BODY;
         rq->url = url;
         rq->method = method;
+        const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "content-length");
+        if (cl && strtoull(cl, NULL, 10) > r->opts.max_body_bytes) {
+            refuse_body(rq);
+            return rq->response ? queue_answer(rq) : MHD_NO;
+        }
         return MHD_YES;
     }
-    if (*upload_size) {
-        if (rq->body.len + *upload_size > r->opts.max_body_bytes)
-            rq->body_too_large = 1;
-        else
-            ipc_buf_put(&rq->body, upload, *upload_size);
-        if (rq->body.oom) rq->body_too_large = 1;
-        *upload_size = 0;
-        return MHD_YES;
-    }
+    if (*upload_size) return take_body(rq, upload, upload_size);
     if (rq->state == RQ_BODY) {
+        set_request_id(rq);
         start_request(rq);
         if (rq->state != RQ_ANSWERED) {
             rq->suspended = 1;
@@ -575,14 +882,8 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
             return MHD_YES;
         }
     }
-    if (!rq->response) return MHD_NO;
-    enum MHD_Result ret = MHD_queue_response(conn, (unsigned)rq->status, rq->response);
-    MHD_destroy_response(rq->response);
-    rq->response = NULL;
-    return ret;
+    return rq->response ? queue_answer(rq) : MHD_YES;
 }
-
-static void maybe_drained(router *r);
 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode code)
@@ -591,14 +892,19 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     rreq *rq = *con_cls;
     if (!rq) return;
     *con_cls = NULL;
-    if (rq->state == RQ_SENT && rq->backend) list_remove(&rq->backend->inflight, rq);
-    if (rq->state == RQ_WAITING) list_remove(&rq->pool->waiting, rq);
-    slot_free(r, rq);
-    if (rq->response) MHD_destroy_response(rq->response);
-    ipc_buf_free(&rq->body);
-    free(rq->query);
-    free(rq);
+    log_request(rq);
+    rq->http_done = 1;
+    rq->url = rq->method = NULL; /* MHD's memory goes away now */
+    dheap_remove(&r->deadlines, &rq->deadline);
+    if (rq->queued) {
+        list_remove(&rq->pool->waiting, rq);
+        rq->queued = 0;
+    }
     r->active--;
+    if (rq->backend)
+        send_cancel(rq); /* freed when the replica confirms */
+    else
+        rreq_free(rq);
     maybe_drained(r);
 }
 
@@ -617,7 +923,7 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 static void mhd_pump(router *r)
 {
     MHD_UNSIGNED_LONG_LONG ms = 0;
-    uv_check_stop(&r->pump);
+    uv_idle_stop(&r->pump);
     if (!r->mhd) return;
     for (int i = 0; i < ROUTER_PUMP_ROUNDS; i++) {
         MHD_run(r->mhd);
@@ -640,7 +946,7 @@ static void on_timer(uv_timer_t *h)
     mhd_pump(h->data);
 }
 
-static void on_check(uv_check_t *h)
+static void on_pump(uv_idle_t *h)
 {
     mhd_pump(h->data);
 }
@@ -672,6 +978,38 @@ static int listen_on(const char *host, int port, char *err, size_t errlen)
     return fd;
 }
 
+/*
+ * libmicrohttpd keeps a request's headers in the connection's memory pool,
+ * which also holds its read and write buffers (about half of the pool).
+ * Headers that do not fit get 431, so the pool is twice the header limit.
+ */
+static struct MHD_Daemon *start_mhd(router *r, int fd)
+{
+    return MHD_start_daemon(
+        MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_TURBO | MHD_USE_ERROR_LOG, 0, NULL, NULL,
+        on_access, r, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, r, MHD_OPTION_LISTEN_SOCKET, fd,
+        MHD_OPTION_URI_LOG_CALLBACK, on_uri, r, MHD_OPTION_NOTIFY_COMPLETED, on_completed, r,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)ROUTER_IDLE_TIMEOUT_S, MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned)ROUTER_CONNECTION_LIMIT, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+        (size_t)r->opts.max_header_bytes * 2, MHD_OPTION_END);
+}
+
+static void init_handles(router *r, int epoll_fd)
+{
+    uv_poll_init(r->loop, &r->poll, epoll_fd);
+    uv_timer_init(r->loop, &r->timer);
+    uv_idle_init(r->loop, &r->pump);
+    uv_timer_init(r->loop, &r->drain_timer);
+    uv_timer_init(r->loop, &r->deadline_timer);
+    uv_timer_init(r->loop, &r->sweep_timer);
+    uv_prepare_init(r->loop, &r->log_flusher);
+    r->poll.data = r->timer.data = r->pump.data = r->drain_timer.data = r;
+    r->deadline_timer.data = r->sweep_timer.data = r->log_flusher.data = r;
+    uv_poll_start(&r->poll, UV_READABLE, on_poll);
+    uv_timer_start(&r->sweep_timer, on_sweep, ROUTER_SWEEP_MS, ROUTER_SWEEP_MS);
+    uv_unref((uv_handle_t *)&r->sweep_timer);
+}
+
 int router_start(uv_loop_t *loop, const router_options *opts, router **out, char *err,
                  size_t errlen)
 {
@@ -686,25 +1024,14 @@ int router_start(uv_loop_t *loop, const router_options *opts, router **out, char
         rc = fd;
         goto fail_listen;
     }
-    r->mhd = MHD_start_daemon(
-        MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_TURBO | MHD_USE_ERROR_LOG, 0, NULL, NULL,
-        on_access, r, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, r, MHD_OPTION_LISTEN_SOCKET, fd,
-        MHD_OPTION_URI_LOG_CALLBACK, on_uri, r, MHD_OPTION_NOTIFY_COMPLETED, on_completed, r,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)ROUTER_IDLE_TIMEOUT_S, MHD_OPTION_CONNECTION_LIMIT,
-        (unsigned)ROUTER_CONNECTION_LIMIT, MHD_OPTION_END);
+    r->mhd = start_mhd(r, fd);
     if (!r->mhd) {
         close(fd);
         snprintf(err, errlen, "cannot start the HTTP server on %s:%d", opts->host, opts->port);
         rc = -EIO;
         goto fail_listen;
     }
-    const union MHD_DaemonInfo *info = MHD_get_daemon_info(r->mhd, MHD_DAEMON_INFO_EPOLL_FD);
-    uv_poll_init(loop, &r->poll, info->epoll_fd);
-    uv_timer_init(loop, &r->timer);
-    uv_check_init(loop, &r->pump);
-    uv_timer_init(loop, &r->drain_timer);
-    r->poll.data = r->timer.data = r->pump.data = r->drain_timer.data = r;
-    uv_poll_start(&r->poll, UV_READABLE, on_poll);
+    init_handles(r, MHD_get_daemon_info(r->mhd, MHD_DAEMON_INFO_EPOLL_FD)->epoll_fd);
     mhd_pump(r);
     *out = r;
     return 0;
@@ -722,12 +1049,13 @@ static void fail_all(router *r, int status, const char *why)
 {
     for (router_pool *p = r->pools; p; p = p->next) {
         rreq *rq;
-        while ((rq = list_pop(&p->waiting))) answer_error(rq, status, "%s", why);
+        while ((rq = list_pop(&p->waiting))) {
+            rq->queued = 0;
+            answer_error(rq, status, "%s", why);
+        }
         for (size_t i = 0; i < p->n_backends; i++)
-            while ((rq = list_pop(&p->backends[i]->inflight))) {
-                rq->backend = NULL;
+            for (rq = p->backends[i]->inflight.head; rq; rq = rq->next)
                 answer_error(rq, status, "%s", why);
-            }
     }
 }
 
@@ -764,12 +1092,9 @@ void router_drain(router *r, double timeout_s, void (*done)(void *), void *arg)
         int fd = MHD_quiesce_daemon(r->mhd);
         if (fd >= 0) close(fd);
     }
-    if (r->active == 0) {
-        /* Call back from the loop, never from inside the caller. */
-        uv_timer_start(&r->drain_timer, on_drain_timeout, 0, 0);
-        return;
-    }
-    uv_timer_start(&r->drain_timer, on_drain_timeout, (uint64_t)(timeout_s * 1000), 0);
+    /* Call back from the loop, never from inside the caller. */
+    uint64_t ms = r->active == 0 ? 0 : (uint64_t)(timeout_s * 1000);
+    uv_timer_start(&r->drain_timer, on_drain_timeout, ms, 0);
 }
 
 /* Last close callback: release what the router owns. */
@@ -785,6 +1110,8 @@ static void router_free(router *r)
         p = next;
     }
     routes_free(r->routes);
+    dheap_free(&r->deadlines);
+    ipc_buf_free(&r->access_log);
     free(r->slots);
     free(r->free_slots);
     free(r->hdr_scratch);
@@ -807,10 +1134,13 @@ void router_close(router *r)
     MHD_run(r->mhd);
     MHD_stop_daemon(r->mhd);
     r->mhd = NULL;
+    on_log_flush(&r->log_flusher);
     for (router_pool *p = r->pools; p; p = p->next)
         for (size_t i = 0; i < p->n_backends; i++) ipc_conn_close(p->backends[i]->conn);
-    uv_handle_t *handles[] = {(uv_handle_t *)&r->poll, (uv_handle_t *)&r->timer,
-                              (uv_handle_t *)&r->pump, (uv_handle_t *)&r->drain_timer};
+    uv_handle_t *handles[] = {(uv_handle_t *)&r->poll,           (uv_handle_t *)&r->timer,
+                              (uv_handle_t *)&r->pump,           (uv_handle_t *)&r->drain_timer,
+                              (uv_handle_t *)&r->deadline_timer, (uv_handle_t *)&r->sweep_timer,
+                              (uv_handle_t *)&r->log_flusher};
     for (size_t i = 0; i < UTIL_ARRAY_LEN(handles); i++) {
         r->pending_closes++;
         uv_close(handles[i], on_handle_closed);

@@ -10,8 +10,11 @@
  * request.
  *
  * Replicas ("backends") are added by the controller once they are ready,
- * grouped in pools by "app/deployment". Requests for a pool with no backend
- * wait in the pool's FIFO until one is added.
+ * grouped in pools by "app/deployment". A request goes to the replica the
+ * pool's balancer picks among those with room (ongoing < max_ongoing); when
+ * none has room it waits in the pool's FIFO, bounded by max_queued (503
+ * past it). Deadlines (408) and disconnected clients cancel requests at
+ * their replica so that the slot frees up.
  */
 #ifndef SERVE_ROUTER_H
 #define SERVE_ROUTER_H
@@ -98,7 +101,10 @@ typedef struct router_pool router_pool;
 typedef struct router_options {
     const char *host;
     int port;
-    size_t max_body_bytes; /* 413 above it */
+    size_t max_body_bytes;    /* 413 above it */
+    size_t max_header_bytes;  /* 431 above about this much */
+    double request_timeout_s; /* 0: none; x-request-timeout-seconds overrides */
+    int access_log;           /* one line per request on stderr */
     /* A backend's connection ended (replica exited, or removed): `data` is
        what router_add_backend got. The backend is gone after this returns. */
     void (*on_backend_closed)(void *data, void *cb_arg);
@@ -113,6 +119,10 @@ int router_start(uv_loop_t *loop, const router_options *opts, router **out, char
 /* The pool for deployment `dep` of application `app`, created if needed.
    Owned by the router; valid until router_close. NULL when out of memory. */
 router_pool *router_pool_get(router *r, const char *app, const char *dep);
+
+/* Set a deployment's limits: each replica runs at most `max_ongoing`
+   requests; at most `max_queued` wait when all are full (-1: no limit). */
+void router_pool_configure(router_pool *p, int max_ongoing, int max_queued);
 
 /* Replace the route table: each (prefix, app) maps to a pool. Requests
    already routed are not affected. Returns 0 or negative. */

@@ -45,6 +45,7 @@
 typedef enum cfg__type {
     T_INT,    /* int; a JSON integer */
     T_DOUBLE, /* double; any JSON number */
+    T_BOOL,   /* int 0/1; a JSON boolean */
     T_STRING, /* char *, owned */
     T_JSON,   /* char *, owned: any JSON value kept as compact text */
     T_OBJECT, /* a nested object filled into base + offset */
@@ -173,6 +174,10 @@ static const cfg__field http_fields[] = {
     ROW("host", T_STRING, cfg_config, http_host, SDEF("127.0.0.1"), NONEMPTY),
     ROW("port", T_INT, cfg_config, http_port, DEF(8000), GE(1), LE(CFG_MAX_PORT)),
     ROW("request_timeout_s", T_DOUBLE, cfg_config, request_timeout_s, DEF(0), GE(0)),
+    ROW("max_body_bytes", T_INT, cfg_config, max_body_bytes, DEF(64 << 20), GE(0)),
+    ROW("max_header_bytes", T_INT, cfg_config, max_header_bytes, DEF(16 << 10), GE(1024),
+        LE(1 << 20)),
+    ROW("access_log", T_BOOL, cfg_config, access_log, DEF(1)),
 };
 static const cfg__kind http_kind = {http_fields, ARRAY_LEN(http_fields), 0, -1, NULL};
 
@@ -310,6 +315,18 @@ static int fill_double(cfg__ctx *ctx, const cfg__field *f, double *dst, json_t *
     return 0;
 }
 
+/* A boolean field: JSON true or false only (1 and "yes" are refused). */
+static int fill_bool(cfg__ctx *ctx, const cfg__field *f, int *dst, json_t *v, const char *path)
+{
+    if (!v) {
+        *dst = f->def != 0;
+        return 0;
+    }
+    if (!json_is_boolean(v)) return fail(ctx, path, "must be true or false");
+    *dst = json_is_true(v);
+    return 0;
+}
+
 /* A string field: copied; absent means the default or, if required, an error. */
 static int fill_string(cfg__ctx *ctx, const cfg__field *f, char **dst, json_t *v, const char *path)
 {
@@ -377,6 +394,8 @@ static int fill_field(cfg__ctx *ctx, const cfg__field *f, char *base, json_t *v,
         return fill_int(ctx, f, (int *)dst, v, path);
     case T_DOUBLE:
         return fill_double(ctx, f, (double *)dst, v, path);
+    case T_BOOL:
+        return fill_bool(ctx, f, (int *)dst, v, path);
     case T_STRING:
         return fill_string(ctx, f, (char **)dst, v, path);
     case T_JSON:

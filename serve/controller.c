@@ -27,7 +27,6 @@
 #define CTL_BACKOFF_MIN_S  0.1
 #define CTL_BACKOFF_MAX_S  10.0
 #define CTL_START_ATTEMPTS 3 /* crashes before any READY that stop `serve run` */
-#define CTL_MAX_BODY_BYTES (64u << 20)
 
 typedef enum rep_state { REP_STARTING, REP_RUNNING, REP_STOPPING, REP_EXITED } rep_state;
 
@@ -491,6 +490,8 @@ static int setup_deployments(ctl *c)
             uv_timer_init(c->loop, &d->restart_timer);
             d->restart_timer.data = d;
             if (!d->pool) return -ENOMEM;
+            router_pool_configure(d->pool, d->cfg->max_ongoing_requests,
+                                  d->cfg->max_queued_requests);
         }
     }
     return setup_routes(c);
@@ -510,7 +511,10 @@ int ctl_start(uv_loop_t *loop, cfg_config *cfg, const char *exe, ctl_done_cb don
     c->id_seed = uv_hrtime() ^ ((uint64_t)getpid() << 40);
     router_options ro = {.host = cfg->http_host,
                          .port = cfg->http_port,
-                         .max_body_bytes = CTL_MAX_BODY_BYTES,
+                         .max_body_bytes = (size_t)cfg->max_body_bytes,
+                         .max_header_bytes = (size_t)cfg->max_header_bytes,
+                         .request_timeout_s = cfg->request_timeout_s,
+                         .access_log = cfg->access_log,
                          .on_backend_closed = on_backend_closed,
                          .cb_arg = c};
     rc = router_start(loop, &ro, &c->router, err, errlen);
