@@ -1,0 +1,2 @@
+/* Router behaviour end to end: being written. */
+#include <criterion/criterion.h>
