@@ -61,6 +61,8 @@
  *     the framework and valid until `handle` returns.
  *   - A serve_response is owned by the framework; serve_response_* functions
  *     copy what you give them, so your buffers may be freed or reused at once.
+ *     It is valid until `handle` returns; serve_response_flush sends its
+ *     parts from the handling thread.
  *   - Your state (`*state` from init) is yours: free it in `finalize`.
  *   - The serve_context stays valid from `init` until `finalize` returns.
  *
@@ -159,6 +161,16 @@ int serve_response_write(serve_response *res, const void *data, size_t len);
 /* Append formatted text to the body. Returns 0 or -1. */
 int serve_response_printf(serve_response *res, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+
+/*
+ * Stream: send what has been written so far to the client now, as one
+ * chunk of a chunked HTTP response (the status and headers go with the
+ * first flush and can no longer change). Later writes go out with the next
+ * flush or when `handle` returns, which ends the response. A `handle` that
+ * fails after its first flush cuts the response short: the client sees an
+ * incomplete chunked body, not a 500. Returns 0 or -1 (out of memory).
+ */
+int serve_response_flush(serve_response *res);
 
 /* ---- Requests ---------------------------------------------------------- */
 

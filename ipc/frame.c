@@ -88,7 +88,10 @@ size_t ipc_frame_begin(ipc_buf *b, uint8_t type, uint64_t id)
 
 int ipc_frame_end(ipc_buf *b, size_t start)
 {
-    if (b->oom) return -ENOMEM;
+    if (b->oom) {
+        if (start <= b->len) b->len = start; /* drop the frame whole */
+        return -ENOMEM;
+    }
     size_t n = b->len - start - IPC_HEADER_SIZE;
     if (n > IPC_MAX_PAYLOAD) {
         b->len = start; /* drop the frame whole */
@@ -250,14 +253,23 @@ int ipc_request_decode(const char *payload, size_t len, serve_request *req)
 
 /* ---- Responses --------------------------------------------------------- */
 
-int ipc_response_encode(ipc_buf *b, uint64_t id, int status, const serve_header *headers,
-                        size_t n_headers, const void *body, size_t body_len)
+int ipc_response_encode_frame(ipc_buf *b, uint8_t type, uint8_t flags, uint64_t id, int status,
+                              const serve_header *headers, size_t n_headers, const void *body,
+                              size_t body_len)
 {
-    size_t start = ipc_frame_begin(b, IPC_RESPONSE, id);
+    size_t start = ipc_frame_begin(b, type, id);
+    if (!b->oom) b->data[start + 5] = (char)flags;
     ipc_buf_put_u16(b, (uint16_t)status);
     put_headers(b, headers, n_headers);
     ipc_buf_put_str(b, body, body_len);
     return ipc_frame_end(b, start);
+}
+
+int ipc_response_encode(ipc_buf *b, uint64_t id, int status, const serve_header *headers,
+                        size_t n_headers, const void *body, size_t body_len)
+{
+    return ipc_response_encode_frame(b, IPC_RESPONSE, 0, id, status, headers, n_headers, body,
+                                     body_len);
 }
 
 int ipc_response_decode(const char *payload, size_t len, ipc_response *res)

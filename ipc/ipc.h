@@ -41,10 +41,11 @@ typedef enum ipc_type {
     IPC_FAILED = 3, /* replica -> ctl: text; load or init failed, exiting */
     IPC_STOP = 4,   /* ctl -> replica: finish running requests, finalize, exit */
     /* data channel */
-    IPC_REQUEST = 16,   /* router -> replica: encoded serve_request */
-    IPC_RESPONSE = 17,  /* replica -> router: encoded response */
-    IPC_CANCEL = 18,    /* router -> replica: drop request `id` if not started */
-    IPC_CANCELLED = 19, /* replica -> router: `id` dropped before it ran */
+    IPC_REQUEST = 16,       /* router -> replica: encoded serve_request */
+    IPC_RESPONSE = 17,      /* replica -> router: encoded response */
+    IPC_CANCEL = 18,        /* router -> replica: drop request `id` if not started */
+    IPC_CANCELLED = 19,     /* replica -> router: `id` dropped before it ran */
+    IPC_RESPONSE_PART = 20, /* replica -> router: a streamed part; RESPONSE ends it */
 } ipc_type;
 
 typedef struct ipc_frame {
@@ -75,7 +76,9 @@ void ipc_buf_put_str(ipc_buf *b, const char *s, size_t n); /* len, bytes, NUL */
 void ipc_buf_put_cstr(ipc_buf *b, const char *s);          /* NULL is "" */
 
 /* Start a frame in `b` and return its offset; after the payload is put,
-   ipc_frame_end patches the length in. Returns 0 or -ENOMEM / -EMSGSIZE. */
+   ipc_frame_end patches the length in. Returns 0 or -ENOMEM / -EMSGSIZE;
+   on failure the frame is dropped whole, so the frames before it in `b`
+   stay intact (after -ENOMEM clear b->oom to go on using b). */
 size_t ipc_frame_begin(ipc_buf *b, uint8_t type, uint64_t id);
 int ipc_frame_end(ipc_buf *b, size_t start);
 
@@ -120,8 +123,17 @@ typedef struct ipc_response {
     size_t body_len;
 } ipc_response;
 
+/* Flags of a RESPONSE frame that ends a stream. */
+#define IPC_FLAG_ABORTED 1 /* the handler failed after streaming began */
+
 int ipc_response_encode(ipc_buf *b, uint64_t id, int status, const serve_header *headers,
                         size_t n_headers, const void *body, size_t body_len);
+/* The same payload as a frame of any type (RESPONSE or RESPONSE_PART) with
+   flags. A streamed response is RESPONSE_PART frames, the first carrying
+   status and headers, then one RESPONSE with the rest of the body. */
+int ipc_response_encode_frame(ipc_buf *b, uint8_t type, uint8_t flags, uint64_t id, int status,
+                              const serve_header *headers, size_t n_headers, const void *body,
+                              size_t body_len);
 int ipc_response_decode(const char *payload, size_t len, ipc_response *res);
 void ipc_response_release(ipc_response *res);
 

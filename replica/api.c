@@ -39,7 +39,7 @@ void api_response_release(serve_response *res)
 
 int serve_response_set_status(serve_response *res, int status)
 {
-    if (status < 100 || status > 599) return -1;
+    if (status < 100 || status > 599 || res->streamed) return -1;
     res->status = status;
     return 0;
 }
@@ -57,7 +57,7 @@ static int header_text_ok(const char *s, int is_name)
 
 int serve_response_set_header(serve_response *res, const char *name, const char *value)
 {
-    if (!header_text_ok(name, 1) || !header_text_ok(value, 0)) return -1;
+    if (!header_text_ok(name, 1) || !header_text_ok(value, 0) || res->streamed) return -1;
     if (res->n_headers == res->cap_headers) {
         size_t cap = res->cap_headers ? res->cap_headers * 2 : 4;
         serve_header *h = realloc(res->headers, cap * sizeof(*h));
@@ -93,6 +93,11 @@ int serve_response_printf(serve_response *res, const char *fmt, ...)
     va_end(ap);
     res->body.len += (size_t)n;
     return 0;
+}
+
+int serve_response_flush(serve_response *res)
+{
+    return res->flush ? res->flush(res) : -1;
 }
 
 /* ---- Requests ---------------------------------------------------------- */

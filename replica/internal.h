@@ -41,6 +41,10 @@ struct serve_response {
     size_t n_headers;
     size_t cap_headers;
     ipc_buf body;
+    int streamed; /* a part was sent: status and headers are fixed */
+    /* Sends the part written so far (set by the replica for each request). */
+    int (*flush)(serve_response *res);
+    void *flush_arg;
 };
 
 void api_response_init(serve_response *res);

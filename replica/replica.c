@@ -93,12 +93,69 @@ static void encode_error(ipc_buf *b, uint64_t id, int status, const char *msg)
     json_decref(obj);
 }
 
+/* What a worker needs to send parts of one response. */
+typedef struct job_out {
+    replica *r;
+    uint64_t id;
+} job_out;
+
+/* Frames for the loop to send go into the shared `done` buffer, encoded in
+   place under its lock; then the loop is woken (uv_async coalesces). */
+static void done_lock(replica *r)
+{
+    pthread_mutex_lock(&r->done_mu);
+}
+
+static void done_unlock_and_wake(replica *r, int finished)
+{
+    r->done.oom = 0; /* a frame that failed was dropped whole */
+    r->n_done += finished;
+    pthread_mutex_unlock(&r->done_mu);
+    uv_async_send(&r->wake);
+}
+
+/* serve_response_flush: send status, headers (first time) and the body so
+   far as a RESPONSE_PART, then start the body afresh. */
+static int flush_part(serve_response *res)
+{
+    job_out *o = res->flush_arg;
+    done_lock(o->r);
+    int rc = ipc_response_encode_frame(
+        &o->r->done, IPC_RESPONSE_PART, 0, o->id, res->status, res->streamed ? NULL : res->headers,
+        res->streamed ? 0 : res->n_headers, res->body.data, res->body.len);
+    done_unlock_and_wake(o->r, 0);
+    if (rc != 0) return -1;
+    res->streamed = 1;
+    res->body.len = 0;
+    return 0;
+}
+
+/* The frame that ends a request: the whole response, the last part of a
+   stream (aborted if the handler failed), or a 500 with the reason. */
+static void encode_final(ipc_buf *b, uint64_t id, int rc, const serve_response *res,
+                         const char *why)
+{
+    if (res->streamed)
+        ipc_response_encode_frame(b, IPC_RESPONSE, rc != 0 ? IPC_FLAG_ABORTED : 0, id, res->status,
+                                  NULL, 0, res->body.data, res->body.len);
+    else if (rc != 0)
+        encode_error(b, id, 500, why);
+    else if (ipc_response_encode(b, id, res->status, res->headers, res->n_headers, res->body.data,
+                                 res->body.len) != 0) {
+        b->oom = 0;
+        encode_error(b, id, 500, "response too large or out of memory");
+    }
+}
+
 /* Run one request through the plugin and queue its encoded response. */
 static void run_job(replica *r, job *j)
 {
     serve_request req;
     serve_response res;
+    job_out out = {r, j->id};
     api_response_init(&res);
+    res.flush = flush_part;
+    res.flush_arg = &out;
     int rc = ipc_request_decode(j->payload, j->len, &req);
     const char *why = "malformed request frame";
     if (rc == 0) {
@@ -109,15 +166,9 @@ static void run_job(replica *r, job *j)
         why = api_last_error()[0] ? api_last_error() : "the deployment's handle failed";
         free((void *)req.headers);
     }
-    pthread_mutex_lock(&r->done_mu);
-    if (rc != 0)
-        encode_error(&r->done, j->id, 500, why);
-    else if (ipc_response_encode(&r->done, j->id, res.status, res.headers, res.n_headers,
-                                 res.body.data, res.body.len) != 0)
-        encode_error(&r->done, j->id, 500, "response too large or out of memory");
-    r->n_done++;
-    pthread_mutex_unlock(&r->done_mu);
-    uv_async_send(&r->wake);
+    done_lock(r);
+    encode_final(&r->done, j->id, rc, &res, why);
+    done_unlock_and_wake(r, 1);
     api_response_release(&res);
 }
 

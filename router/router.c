@@ -90,6 +90,11 @@ struct rreq {
     rreq *prev, *next; /* in the backend's in-flight list or the pool's FIFO */
     int status;
     struct MHD_Response *response;
+    /* A streamed response: parts arrive in `stream`; the content reader
+       takes them out and sleeps (suspends the connection) when it is dry. */
+    int streaming, stream_end, stream_aborted, reader_waiting;
+    ipc_buf stream;
+    size_t stream_off;
     char replica_id[17];
     char request_id[ROUTER_MAX_REQUEST_ID + 1];
 };
@@ -160,6 +165,7 @@ static void on_timer(uv_timer_t *h);
 static void router_free(router *r);
 static void pool_flush(router_pool *p);
 static void maybe_drained(router *r);
+static void stream_abort(rreq *rq);
 
 /* ---- Request lists ----------------------------------------------------- */
 
@@ -343,6 +349,7 @@ static void rreq_free(rreq *rq)
 {
     if (rq->response) MHD_destroy_response(rq->response);
     ipc_buf_free(&rq->body);
+    ipc_buf_free(&rq->stream);
     free(rq->query);
     free(rq);
 }
@@ -368,6 +375,16 @@ static void send_cancel(rreq *rq)
     ipc_conn_send(rq->backend->conn, IPC_CANCEL, rq->id, NULL, 0);
 }
 
+/* Fail a request that may already be streaming: a stream is cut short, any
+   other request answered with {"error": why}. */
+static void fail_request(rreq *rq, int status, const char *why)
+{
+    if (rq->streaming)
+        stream_abort(rq);
+    else
+        answer_error(rq, status, "%s", why);
+}
+
 /* Stop waiting for `rq`: out of the queue or cancelled at its replica,
    answered with `status` unless it already was. */
 static void abandon(rreq *rq, int status, const char *why)
@@ -378,8 +395,10 @@ static void abandon(rreq *rq, int status, const char *why)
         rq->queued = 0;
         answer_error(rq, status, "%s while waiting for a replica of %s/%s", why, p->app, p->dep);
     } else if (rq->backend) {
-        answer_error(rq, status, "%s while replica %s of %s/%s was handling it", why,
-                     rq->replica_id, p->app, p->dep);
+        char reason[256];
+        snprintf(reason, sizeof(reason), "%s while replica %s of %s/%s was handling it", why,
+                 rq->replica_id, p->app, p->dep);
+        fail_request(rq, status, reason);
         send_cancel(rq);
     }
 }
@@ -485,6 +504,76 @@ static void pool_flush(router_pool *p)
     }
 }
 
+/* ---- Streamed responses ------------------------------------------------ */
+
+/* Wake a connection whose content reader ran out of data. */
+static void stream_wake(rreq *rq)
+{
+    if (!rq->reader_waiting) return;
+    rq->reader_waiting = 0;
+    rq->suspended = 0;
+    MHD_resume_connection(rq->conn);
+    uv_idle_start(&rq->r->pump, on_pump);
+}
+
+/* End a stream early: the client sees a truncated chunked body. */
+static void stream_abort(rreq *rq)
+{
+    rq->stream_end = rq->stream_aborted = 1;
+    stream_wake(rq);
+}
+
+/* libmicrohttpd asks for the next bytes of a streamed body. */
+static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    rreq *rq = cls;
+    size_t avail = rq->stream.len - rq->stream_off;
+    if (avail) {
+        size_t n = avail < max ? avail : max;
+        memcpy(buf, rq->stream.data + rq->stream_off, n);
+        rq->stream_off += n;
+        if (rq->stream_off == rq->stream.len) rq->stream.len = rq->stream_off = 0;
+        return (ssize_t)n;
+    }
+    if (rq->stream_end)
+        return rq->stream_aborted ? MHD_CONTENT_READER_END_WITH_ERROR
+                                  : MHD_CONTENT_READER_END_OF_STREAM;
+    rq->reader_waiting = 1;
+    rq->suspended = 1;
+    MHD_suspend_connection(rq->conn);
+    return 0;
+}
+
+/* A part of a streamed response (or, `final`, the RESPONSE ending it). The
+   first part answers the client with a chunked response. */
+static void stream_part(rreq *rq, const ipc_frame *f, int final)
+{
+    ipc_response res;
+    if (ipc_response_decode(f->payload, f->len, &res) != 0) {
+        if (rq->streaming)
+            stream_abort(rq);
+        else
+            answer_error(rq, 502, "malformed response from replica %s", rq->replica_id);
+        return;
+    }
+    if (!rq->streaming) {
+        rq->streaming = 1;
+        struct MHD_Response *resp =
+            MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 64 * 1024, stream_reader, rq, NULL);
+        for (size_t i = 0; resp && i < res.n_headers; i++)
+            if (!hop_by_hop(res.headers[i].name))
+                MHD_add_response_header(resp, res.headers[i].name, res.headers[i].value);
+        if (resp) answer(rq, res.status, resp);
+    }
+    if (!rq->http_done) ipc_buf_put(&rq->stream, res.body, res.body_len);
+    ipc_response_release(&res);
+    if (rq->stream.oom || final) {
+        rq->stream_end = 1;
+        rq->stream_aborted = rq->stream.oom || (f->flags & IPC_FLAG_ABORTED);
+    }
+    stream_wake(rq);
+}
+
 /* ---- Frames from replicas ---------------------------------------------- */
 
 static void forward_response(rreq *rq, const ipc_frame *f)
@@ -513,10 +602,21 @@ static void on_backend_frame(ipc_conn *c, const ipc_frame *f)
     router_backend *b = ipc_conn_data(c);
     rreq *rq = slot_find(b->r, f->id);
     if (!rq || rq->backend != b) return;
-    if (f->type == IPC_RESPONSE)
-        forward_response(rq, f);
-    else if (f->type != IPC_CANCELLED)
+    switch (f->type) {
+    case IPC_RESPONSE_PART:
+        stream_part(rq, f, 0);
+        return; /* the replica still runs it */
+    case IPC_RESPONSE:
+        if (rq->streaming)
+            stream_part(rq, f, 1);
+        else
+            forward_response(rq, f);
+        break;
+    case IPC_CANCELLED:
+        break;
+    default:
         return;
+    }
     release_slot(rq);
 }
 
@@ -537,10 +637,12 @@ static void on_backend_close(ipc_conn *c, int status)
     rreq *rq;
     pool_detach(b->pool, b);
     while ((rq = list_pop(&b->inflight))) {
+        char why[256];
         rq->backend = NULL;
         slot_free(r, rq);
-        answer_error(rq, 502, "replica %s of %s/%s exited while handling the request",
-                     b->replica_id, b->pool->app, b->pool->dep);
+        snprintf(why, sizeof(why), "replica %s of %s/%s exited while handling the request",
+                 b->replica_id, b->pool->app, b->pool->dep);
+        fail_request(rq, 502, why);
         if (rq->http_done) rreq_free(rq);
     }
     if (r->opts.on_backend_closed) r->opts.on_backend_closed(b->data, r->opts.cb_arg);
@@ -1055,7 +1157,7 @@ static void fail_all(router *r, int status, const char *why)
         }
         for (size_t i = 0; i < p->n_backends; i++)
             for (rq = p->backends[i]->inflight.head; rq; rq = rq->next)
-                answer_error(rq, status, "%s", why);
+                fail_request(rq, status, why);
     }
 }
 
