@@ -29,6 +29,7 @@
 #include "replica/internal.h"
 
 #define REPLICA_MAX_THREADS 256
+#define REPLICA_INLINE_NS   50000 /* handlers faster than this run inline */
 #define REPLICA_ERR_LEN     1024
 
 typedef struct job {
@@ -64,6 +65,9 @@ typedef struct replica {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     job *head, *tail;
+    int n_queued; /* jobs in the queue */
+    int n_awake;  /* workers not blocked waiting for a job */
+    int n_busy;   /* workers running a job */
     int quit_workers;
     pthread_t *threads;
     int n_threads;
@@ -75,6 +79,11 @@ typedef struct replica {
     int n_done;
 
     pthread_rwlock_t plugin_lock;
+
+    /* Moving average of handler run time (done_mu). Below the threshold the
+       loop thread runs requests itself: see on_data_frame. */
+    uint64_t handle_ns;
+    pthread_t loop_thread; /* needs no async wake-up to see `done` */
 } replica;
 
 static void replica_stop(replica *r);
@@ -111,7 +120,7 @@ static void done_unlock_and_wake(replica *r, int finished)
     r->done.oom = 0; /* a frame that failed was dropped whole */
     r->n_done += finished;
     pthread_mutex_unlock(&r->done_mu);
-    uv_async_send(&r->wake);
+    if (!pthread_equal(pthread_self(), r->loop_thread)) uv_async_send(&r->wake);
 }
 
 /* serve_response_flush: send status, headers (first time) and the body so
@@ -147,16 +156,28 @@ static void encode_final(ipc_buf *b, uint64_t id, int rc, const serve_response *
     }
 }
 
-/* Run one request through the plugin and queue its encoded response. */
-static void run_job(replica *r, job *j)
+/* Fold one handler run time into the moving average (done_mu held). A slow
+   run counts in full at once, so one slow request ends inline running. */
+static void note_duration(replica *r, uint64_t ns)
+{
+    if (ns > r->handle_ns)
+        r->handle_ns = ns;
+    else
+        r->handle_ns -= (r->handle_ns - ns) / 8;
+}
+
+/* Run one request through the plugin and queue its encoded response. The
+   payload is the REQUEST frame's; it is only read during the call. */
+static void run_job(replica *r, uint64_t id, const char *payload, size_t len)
 {
     serve_request req;
     serve_response res;
-    job_out out = {r, j->id};
+    job_out out = {r, id};
     api_response_init(&res);
     res.flush = flush_part;
     res.flush_arg = &out;
-    int rc = ipc_request_decode(j->payload, j->len, &req);
+    uint64_t start = uv_hrtime();
+    int rc = ipc_request_decode(payload, len, &req);
     const char *why = "malformed request frame";
     if (rc == 0) {
         pthread_rwlock_rdlock(&r->plugin_lock);
@@ -166,28 +187,51 @@ static void run_job(replica *r, job *j)
         why = api_last_error()[0] ? api_last_error() : "the deployment's handle failed";
         free((void *)req.headers);
     }
+    uint64_t took = uv_hrtime() - start;
     done_lock(r);
-    encode_final(&r->done, j->id, rc, &res, why);
+    note_duration(r, took);
+    encode_final(&r->done, id, rc, &res, why);
     done_unlock_and_wake(r, 1);
     api_response_release(&res);
+}
+
+/* Wake one more worker when the queue holds more jobs than there are awake
+   workers free to take them (awake and not running a job). A burst thus
+   wakes as many workers as it has jobs, and a worker that finishes picks
+   the next job itself. Called with `mu` held. */
+static void maybe_wake_worker(replica *r)
+{
+    if (r->n_queued > r->n_awake - r->n_busy && r->n_awake < r->n_threads)
+        pthread_cond_signal(&r->cv);
 }
 
 static void *worker_main(void *arg)
 {
     replica *r = arg;
+    pthread_mutex_lock(&r->mu);
+    r->n_awake++;
     for (;;) {
-        pthread_mutex_lock(&r->mu);
-        while (!r->head && !r->quit_workers) pthread_cond_wait(&r->cv, &r->mu);
-        job *j = r->head;
-        if (j) {
-            r->head = j->next;
-            if (!r->head) r->tail = NULL;
+        while (!r->head && !r->quit_workers) {
+            r->n_awake--;
+            pthread_cond_wait(&r->cv, &r->mu);
+            r->n_awake++;
         }
+        job *j = r->head;
+        if (!j) break;
+        r->head = j->next;
+        if (!r->head) r->tail = NULL;
+        r->n_queued--;
+        r->n_busy++;
+        maybe_wake_worker(r);
         pthread_mutex_unlock(&r->mu);
-        if (!j) return NULL;
-        run_job(r, j);
+        run_job(r, j->id, j->payload, j->len);
         free(j);
+        pthread_mutex_lock(&r->mu);
+        r->n_busy--;
     }
+    r->n_awake--;
+    pthread_mutex_unlock(&r->mu);
+    return NULL;
 }
 
 static int workers_start(replica *r)
@@ -252,6 +296,7 @@ static void cancel_job(replica *r, uint64_t id)
         found = *pp;
         *pp = found->next;
         if (r->tail == found) r->tail = prev;
+        r->n_queued--;
         break;
     }
     pthread_mutex_unlock(&r->mu);
@@ -259,6 +304,31 @@ static void cancel_job(replica *r, uint64_t id)
     free(found);
     ipc_conn_send(r->data, IPC_CANCELLED, id, NULL, 0);
     if (--r->ongoing == 0 && r->phase == PHASE_STOPPING) replica_stop(r);
+}
+
+/*
+ * A fast handler is cheaper to run here, on the loop thread, than to hand
+ * to a worker: the hand-off (a futex wake, an eventfd write, an epoll
+ * wake-up, and the context switches between them) costs some 20 us, many
+ * times a small handler. So while the average run time stays under
+ * REPLICA_INLINE_NS and no job is waiting for a worker, the loop thread
+ * runs the request itself and forwards the answer at once. The threading
+ * rule still holds: the router never has more than max_ongoing_requests
+ * at this replica, wherever they run. Returns 1 if it ran the request.
+ */
+static int run_inline(replica *r, const ipc_frame *f)
+{
+    pthread_mutex_lock(&r->done_mu);
+    int fast = r->handle_ns < REPLICA_INLINE_NS;
+    pthread_mutex_unlock(&r->done_mu);
+    pthread_mutex_lock(&r->mu);
+    int idle = r->n_queued == 0;
+    pthread_mutex_unlock(&r->mu);
+    if (!fast || !idle) return 0;
+    r->ongoing++;
+    run_job(r, f->id, f->payload, f->len);
+    on_wake(&r->wake); /* forward now, in this loop turn */
+    return 1;
 }
 
 static void on_data_frame(ipc_conn *c, const ipc_frame *f)
@@ -272,6 +342,7 @@ static void on_data_frame(ipc_conn *c, const ipc_frame *f)
         log_warn("unexpected data frame type %d; ignored", f->type);
         return;
     }
+    if (run_inline(r, f)) return;
     job *j = malloc(sizeof(*j) + f->len);
     if (!j) {
         log_error("out of memory queueing a request");
@@ -287,7 +358,8 @@ static void on_data_frame(ipc_conn *c, const ipc_frame *f)
     else
         r->head = j;
     r->tail = j;
-    pthread_cond_signal(&r->cv);
+    r->n_queued++;
+    maybe_wake_worker(r);
     pthread_mutex_unlock(&r->mu);
     r->ongoing++;
 }
@@ -487,6 +559,8 @@ int replica_main(void)
     prctl(PR_SET_PDEATHSIG, SIGTERM);
     log_set_tag("replica");
     init_sync(&r);
+    r.loop_thread = pthread_self();
+    r.handle_ns = REPLICA_INLINE_NS; /* workers until a run is measured fast */
     if ((rc = uv_loop_init(&r.loop)) < 0) goto fail_loop;
     rc = ipc_conn_open(&r.loop, IPC_REPLICA_CONTROL_FD, on_control_frame, on_control_close, &r,
                        &r.control);
