@@ -5,9 +5,17 @@
  *   Crash     handle aborts the replica process (every request kills it)
  *   Sleepy    handle sleeps ?ms=N milliseconds, then answers its pid
  *   Fail      handle returns -1 with a message
+ *   Gauge     handle sleeps ?ms=N milliseconds and answers JSON
+ *             {"pid", "inflight", "max_inflight", "calls"}: the handle calls
+ *             running in this replica at entry (this one included), the most
+ *             ever seen at once, and how many calls this replica has started
+ *             (this one included). Each replica is its own process, so the
+ *             counters are per replica.
  */
+#include <errno.h>
 #include <jansson.h>
 #include <serve_plugin.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <time.h>
 #include <unistd.h>
@@ -46,11 +54,33 @@ static int handle_fail(void *state, const serve_request *req, serve_response *re
     return serve_set_error("the model is on fire");
 }
 
+static atomic_int gauge_inflight, gauge_max_inflight, gauge_calls;
+
+static int handle_gauge(void *state, const serve_request *req, serve_response *res)
+{
+    int calls = atomic_fetch_add(&gauge_calls, 1) + 1;
+    int now = atomic_fetch_add(&gauge_inflight, 1) + 1;
+    int max = atomic_load(&gauge_max_inflight);
+    while (now > max && !atomic_compare_exchange_weak(&gauge_max_inflight, &max, now)) continue;
+    if (now > max) max = now;
+    char ms[16];
+    long n = serve_request_query(req, "ms", ms, sizeof(ms)) > 0 ? atol(ms) : 0;
+    struct timespec ts = {n / 1000, (n % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) continue;
+    atomic_fetch_sub(&gauge_inflight, 1);
+    serve_response_set_header(res, "content-type", "application/json");
+    return serve_response_printf(res,
+                                 "{\"pid\": %d, \"inflight\": %d, \"max_inflight\": %d, "
+                                 "\"calls\": %d}\n",
+                                 (int)getpid(), now, max, calls);
+}
+
 static const serve_deployment deployments[] = {
     {.name = "FailInit", .init = init_fail, .handle = handle_fail},
     {.name = "Crash", .init = init_ok, .handle = handle_crash},
     {.name = "Sleepy", .init = init_ok, .handle = handle_sleepy},
     {.name = "Fail", .init = init_ok, .handle = handle_fail},
+    {.name = "Gauge", .init = init_ok, .handle = handle_gauge},
 };
 
 SERVE_PLUGIN(deployments)
