@@ -16,6 +16,18 @@ static inline uint64_t util_mix64(uint64_t x)
     return x ^ (x >> 31);
 }
 
+/* A bijection on 32 bits (Wellons' lowbias32): distinct inputs give
+   distinct outputs, so a counter gives unique ids that look random. */
+static inline uint32_t util_mix32(uint32_t x)
+{
+    x ^= x >> 16;
+    x *= 0x7feb352du;
+    x ^= x >> 15;
+    x *= 0x846ca68bu;
+    x ^= x >> 16;
+    return x;
+}
+
 #define UTIL_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 
 #endif

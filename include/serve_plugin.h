@@ -45,9 +45,10 @@
  *
  * Threading rule (what may run at the same time in one replica):
  *   - `init` runs alone, before anything else, on a worker thread.
- *   - `handle` runs on a pool of worker threads: up to max_ongoing_requests
- *     calls may run at the same time, each request on one thread from start
- *     to end. Guard shared mutable state in your state struct yourself.
+ *   - `handle` runs on worker threads: up to max_ongoing_requests calls (at
+ *     most 256 threads) may run at the same time, each request on one
+ *     thread from start to end; a fast handler may also run on the
+ *     replica's I/O thread. Guard shared mutable state yourself.
  *   - `check_health` may run at the same time as `handle`.
  *   - `reconfigure` never runs at the same time as `handle`, `check_health`
  *     or itself: the replica holds new requests and waits for running ones
@@ -67,8 +68,10 @@
  *   - The serve_context stays valid from `init` until `finalize` returns.
  *
  * Errors: callbacks return 0 on success and -1 on failure. Call
- * serve_set_error() first to say why: the message reaches the log, `serve`
- * status and, for `handle`, the client (HTTP 500 with a JSON reason).
+ * serve_set_error() first to say why: for `init` and `reconfigure` the
+ * message goes to the log (and stops `serve run` when the deployment never
+ * started); for `handle` it goes to the client as HTTP 500 with a JSON body
+ * {"error": message}.
  */
 #ifndef SERVE_PLUGIN_H
 #define SERVE_PLUGIN_H
@@ -151,8 +154,9 @@ typedef struct serve_plugin_desc {
 /* Set the HTTP status (100..599). Returns 0 or -1 for a bad status. */
 int serve_response_set_status(serve_response *res, int status);
 
-/* Add a header; both strings are copied. Returns 0, or -1 on a name or value
-   holding CR, LF or NUL, or when out of memory. */
+/* Add a header; both strings are copied. Returns 0, or -1 for an empty
+   name, a name holding ':' or white space, a value holding CR or LF, after
+   the first serve_response_flush, or when out of memory. */
 int serve_response_set_header(serve_response *res, const char *name, const char *value);
 
 /* Append `len` bytes to the body (copied). Returns 0 or -1 (out of memory). */
@@ -187,7 +191,7 @@ int serve_request_query(const serve_request *req, const char *name, char *buf, s
 /* ---- Context, errors and logs ------------------------------------------ */
 
 /* This deployment's name, its application's name, and this replica's id
-   (unique among the replicas the controller started). */
+   (8 hex digits, unique among the replicas one controller started). */
 const char *serve_context_deployment(const serve_context *ctx);
 const char *serve_context_app(const serve_context *ctx);
 const char *serve_context_replica_id(const serve_context *ctx);
@@ -204,7 +208,7 @@ typedef enum serve_log_level {
 } serve_log_level;
 
 /* Log a line tagged with the app, deployment and replica id. `ctx` may be
-   NULL (the line is then tagged with the replica only). */
+   NULL (the line then gets the replica process's tag, the same one). */
 void serve_log(const serve_context *ctx, serve_log_level level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 

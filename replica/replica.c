@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 
 #include "common/log.h"
 #include "replica/internal.h"
@@ -547,6 +548,14 @@ static void init_sync(replica *r)
     pthread_rwlockattr_destroy(&attr);
 }
 
+/* Were we started by the controller, with the two sockets in place? */
+static int channels_present(void)
+{
+    struct stat st;
+    return fstat(IPC_REPLICA_CONTROL_FD, &st) == 0 && S_ISSOCK(st.st_mode) &&
+           fstat(IPC_REPLICA_DATA_FD, &st) == 0 && S_ISSOCK(st.st_mode);
+}
+
 int replica_main(void)
 {
     static replica r; /* one per process; static so signal paths can reach it */
@@ -558,6 +567,12 @@ int replica_main(void)
     signal(SIGPIPE, SIG_IGN);
     prctl(PR_SET_PDEATHSIG, SIGTERM);
     log_set_tag("replica");
+    if (!channels_present()) { /* before libuv takes those fd numbers */
+        log_error("no replica channels on fds %d and %d: replicas are started by `serve run`, "
+                  "not by hand",
+                  IPC_REPLICA_CONTROL_FD, IPC_REPLICA_DATA_FD);
+        return 2;
+    }
     init_sync(&r);
     r.loop_thread = pthread_self();
     r.handle_ns = REPLICA_INLINE_NS; /* workers until a run is measured fast */

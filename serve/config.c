@@ -113,9 +113,10 @@ static int finish_app(cfg__ctx *ctx, void *base, json_t *json, const char *path)
 static int finish_config(cfg__ctx *ctx, void *base, json_t *json, const char *path);
 
 static const cfg__field autoscaling_fields[] = {
-    ROW("min_replicas", T_INT, cfg_autoscaling, min_replicas, DEF(1), GE(0)),
-    ROW("initial_replicas", T_INT, cfg_autoscaling, initial_replicas, GE(0)), /* finish */
-    ROW("max_replicas", T_INT, cfg_autoscaling, max_replicas, DEF(1), GE(1)),
+    ROW("min_replicas", T_INT, cfg_autoscaling, min_replicas, DEF(1), GE(0), LE(CFG_MAX_REPLICAS)),
+    ROW("initial_replicas", T_INT, cfg_autoscaling, initial_replicas, GE(0),
+        LE(CFG_MAX_REPLICAS)), /* default set in finish */
+    ROW("max_replicas", T_INT, cfg_autoscaling, max_replicas, DEF(1), GE(1), LE(CFG_MAX_REPLICAS)),
     ROW("target_ongoing_requests", T_DOUBLE, cfg_autoscaling, target_ongoing_requests, DEF(2),
         GT(0)),
     ROW("metrics_interval_s", T_DOUBLE, cfg_autoscaling, metrics_interval_s, DEF(10), GT(0)),
@@ -344,10 +345,11 @@ static int fill_string(cfg__ctx *ctx, const cfg__field *f, char **dst, json_t *v
     return 0;
 }
 
-/* A free-form JSON field (init_args, user_config): kept as compact text. */
+/* A free-form JSON field (init_args, user_config): kept as compact text.
+   null counts as absent, as in Ray Serve. */
 static int fill_json(cfg__ctx *ctx, const cfg__field *f, char **dst, json_t *v, const char *path)
 {
-    if (!v) {
+    if (!v || json_is_null(v)) {
         if (f->sdef && !(*dst = strdup(f->sdef)))
             return fail_code(ctx, -ENOMEM, path, "out of memory");
         return 0;

@@ -130,9 +130,11 @@ static void log_if_all_ready(ctl *c)
     for (size_t i = 0; i < c->n_deps; i++)
         if (c->deps[i].n_running < c->deps[i].cfg->num_replicas) return;
     c->all_ready_logged = 1;
+    int v6 = strchr(c->cfg->http_host, ':') != NULL; /* URLs bracket IPv6 hosts */
     for (size_t i = 0; i < c->cfg->n_apps; i++)
-        log_info("application '%s' is running at http://%s:%d%s", c->cfg->apps[i].name,
-                 c->cfg->http_host, c->cfg->http_port, c->cfg->apps[i].route_prefix);
+        log_info("application '%s' is running at http://%s%s%s:%d%s", c->cfg->apps[i].name,
+                 v6 ? "[" : "", c->cfg->http_host, v6 ? "]" : "", c->cfg->http_port,
+                 c->cfg->apps[i].route_prefix);
 }
 
 /* ---- Events of one replica --------------------------------------------- */
@@ -282,8 +284,9 @@ static int spawn_replica(ctl_dep *d)
     p->data_fd = -1;
     p->state = REP_EXITED; /* set_state below counts it in */
     p->proc.data = p;
+    /* seed + counter mod 2^32 through a bijection: unique for 2^32 starts */
     snprintf(p->id, sizeof(p->id), "%08" PRIx32,
-             (uint32_t)util_mix64(c->id_seed + ++c->id_counter));
+             util_mix32((uint32_t)c->id_seed + (uint32_t)++c->id_counter));
     char *args[] = {c->exe, "__replica", NULL};
     uv_stdio_container_t stdio[5] = {
         {.flags = UV_IGNORE},

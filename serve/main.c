@@ -47,7 +47,7 @@ static const char usage_run[] =
     "A bad config is refused before anything starts, naming the field.\n"
     "\n"
     "options:\n"
-    "  --log-level LEVEL   debug, info (default), warn, error\n"
+    "  --log-level LEVEL   debug, info (default), warn, error, off\n"
     "  -h, --help          show this help\n"
     "\n"
     "environment:\n"

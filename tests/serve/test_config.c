@@ -1074,3 +1074,42 @@ Test(config_plugins, the_failing_application_is_named_and_earlier_ones_stay_unch
     unlink(path);
     rmdir(dir);
 }
+
+Test(config_valid, a_null_user_config_counts_as_absent)
+{
+    cfg_config *cfg = parse_ok(CONF("{'name': 'a', 'plugin': 'a.so',"
+                                    " 'deployments': [{'name': 'n', 'user_config': null}]}"));
+    cr_expect_null(cfg->apps[0].deployments[0].user_config_json);
+    cfg_free(cfg);
+}
+
+Test(config_errors, autoscaling_replica_counts_are_capped_like_num_replicas)
+{
+    expect_error(CONF("{'name': 'a', 'plugin': 'a.so', 'deployments': [{'name': 'n',"
+                      " 'autoscaling_config': {'max_replicas': 5000}}]}"),
+                 "applications[0].deployments[0].autoscaling_config.max_replicas: "
+                 "must be <= 1024");
+    expect_error(CONF("{'name': 'a', 'plugin': 'a.so', 'deployments': [{'name': 'n',"
+                      " 'autoscaling_config': {'initial_replicas': 5000, 'max_replicas': 8}}]}"),
+                 "applications[0].deployments[0].autoscaling_config.initial_replicas: "
+                 "must be <= 1024");
+}
+
+Test(config_valid, the_router_limits_and_access_log_have_defaults_and_can_be_set)
+{
+    cfg_config *cfg = parse_ok("{\"applications\": []}");
+    cr_expect_eq(cfg->max_body_bytes, 64 << 20);
+    cr_expect_eq(cfg->max_header_bytes, 16 << 10);
+    cr_expect_eq(cfg->access_log, 1);
+    cfg_free(cfg);
+    cfg = parse_ok("{'http_options': {'max_body_bytes': 10, 'max_header_bytes': 2048,"
+                   " 'access_log': false}, 'applications': []}");
+    cr_expect_eq(cfg->max_body_bytes, 10);
+    cr_expect_eq(cfg->max_header_bytes, 2048);
+    cr_expect_eq(cfg->access_log, 0);
+    cfg_free(cfg);
+    expect_error("{'http_options': {'access_log': 1}, 'applications': []}",
+                 "http_options.access_log: must be true or false");
+    expect_error("{'http_options': {'max_header_bytes': 100}, 'applications': []}",
+                 "http_options.max_header_bytes: must be >= 1024");
+}
