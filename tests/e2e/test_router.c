@@ -23,6 +23,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/wait.h>
+#include <time.h>
 
 #include "harness.h"
 
@@ -988,4 +990,111 @@ Test(access_log, access_log_false_writes_none)
     char lines[4096];
     int n = access_lines(s, NULL, lines, sizeof(lines));
     cr_expect_eq(n, 0, "access_log is false, yet %d access lines:\n%s", n, lines);
+}
+
+/* ---- 8. Streamed responses --------------------------------------------- */
+
+TestSuite(streaming, .fini = h_cleanup_all, .timeout = TEST_TIMEOUT_S);
+
+/* What arrived of a streamed body, and when each line did. */
+typedef struct arrivals {
+    double start;
+    double line_at[16];
+    int lines;
+    char body[1024];
+    size_t len;
+    int chunked;
+} arrivals;
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static size_t on_body(char *data, size_t size, size_t n, void *arg)
+{
+    arrivals *a = arg;
+    size_t len = size * n;
+    for (size_t i = 0; i < len && a->len < sizeof(a->body) - 1; i++) {
+        a->body[a->len++] = data[i];
+        if (data[i] == '\n' && a->lines < 16) a->line_at[a->lines++] = now_s() - a->start;
+    }
+    return len;
+}
+
+static size_t on_header(char *data, size_t size, size_t n, void *arg)
+{
+    arrivals *a = arg;
+    if (strncasecmp(data, "transfer-encoding: chunked", 26) == 0) a->chunked = 1;
+    return size * n;
+}
+
+/* GET `path` with libcurl, recording when each line of the body arrives. */
+static long get_streamed(h_serve *s, const char *path, arrivals *a)
+{
+    char url[256];
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", s->port, path);
+    memset(a, 0, sizeof(*a));
+    CURL *e = curl_easy_init();
+    cr_assert_not_null(e);
+    curl_easy_setopt(e, CURLOPT_URL, url);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, a);
+    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(e, CURLOPT_HEADERDATA, a);
+    curl_easy_setopt(e, CURLOPT_TIMEOUT, 10L);
+    a->start = now_s();
+    CURLcode rc = curl_easy_perform(e);
+    long status = 0;
+    curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
+    curl_easy_cleanup(e);
+    return rc == CURLE_OK ? status : -(long)rc;
+}
+
+Test(streaming, each_part_reaches_the_client_as_soon_as_the_plugin_flushes_it)
+{
+    h_serve *s =
+        serve_up("/stream?n=1&ms=0", ", \"request_timeout_s\": 0.5",
+                 "{\"name\": \"stream\", \"route_prefix\": \"/stream\","
+                 " \"plugin\": \"stream.so\", \"deployments\": [{\"name\": \"Streamer\"}]}");
+    arrivals a;
+    /* Four lines 300 ms apart: 0.9 s in all, longer than the 0.5 s request
+       timeout, which only bounds the wait for the first part. */
+    long status = get_streamed(s, "/stream?n=4&ms=300", &a);
+    cr_assert_eq(status, 200, "status %ld\n%s", status, LOG(s));
+    cr_expect(a.chunked, "a streamed response uses chunked transfer encoding");
+    a.body[a.len] = '\0';
+    cr_expect_str_eq(a.body, "token 1 of 4\ntoken 2 of 4\ntoken 3 of 4\ntoken 4 of 4\n");
+    cr_assert_eq(a.lines, 4);
+    cr_expect_lt(a.line_at[0], 0.25, "the first line came after %.2f s", a.line_at[0]);
+    for (int i = 1; i < 4; i++) {
+        double gap = a.line_at[i] - a.line_at[i - 1];
+        cr_expect(gap > 0.2 && gap < 0.6, "line %d came %.2f s after the previous one", i + 1, gap);
+    }
+}
+
+Test(streaming, a_replica_that_dies_mid_stream_cuts_the_response_short)
+{
+    h_serve *s =
+        serve_up("/stream?n=1&ms=0", "",
+                 "{\"name\": \"stream\", \"route_prefix\": \"/stream\","
+                 " \"plugin\": \"stream.so\", \"deployments\": [{\"name\": \"Streamer\"}]}");
+    pid_t pids[H_MAX_REPLICAS];
+    cr_assert_eq(h_serve_wait_replicas(s, 1, 5, pids), 0);
+    arrivals a;
+    pid_t victim = pids[0];
+    pid_t killer = fork();
+    if (killer == 0) {
+        h_sleep_ms(500);
+        kill(victim, SIGKILL);
+        _exit(0);
+    }
+    long status = get_streamed(s, "/stream?n=10&ms=200", &a);
+    waitpid(killer, NULL, 0);
+    /* The headers and the first lines arrived; then the chunked body was cut
+       short: curl reports a transfer error instead of a complete answer. */
+    cr_expect_lt(status, 0, "a cut stream must not look complete (status %ld)", status);
+    cr_expect(a.lines >= 1 && a.lines < 10, "%d lines arrived", a.lines);
 }
