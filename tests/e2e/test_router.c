@@ -26,19 +26,14 @@
 #include <sys/wait.h>
 #include <time.h>
 
+#include "expect.h"
 #include "harness.h"
 
-#define READY_TIMEOUT_S 10.0
-#define TEST_TIMEOUT_S  40.0 /* criterion kills a test that takes longer */
-#define REPLACE_S       5.0  /* a killed replica's replacement answers within this */
-#define SLACK_S         0.35 /* timing tolerance on a shared, noisy machine */
-#define LOG_WAIT_S      3.0  /* access log lines appear within this */
-#define KIB             1024
+#define REPLACE_S  5.0  /* a killed replica's replacement answers within this */
+#define SLACK_S    0.35 /* timing tolerance on a shared, noisy machine */
+#define LOG_WAIT_S 3.0  /* access log lines appear within this */
+#define KIB        1024
 
-/* Pieces of config. */
-#define APP(name, prefix, plugin, deployments)                                                     \
-    "{\"name\": \"" name "\", \"route_prefix\": \"" prefix "\", \"plugin\": \"" plugin             \
-    "\", \"deployments\": [" deployments "]}"
 #define ECHO_APP APP("echo", "/echo", "echo.so", "{\"name\": \"Echo\"}")
 /* Gauge with n replicas of at most `ongoing` requests each, and `extra`
    more deployment fields (starting with a comma, or ""). */
@@ -50,8 +45,6 @@
     APP("sleepy", "/sleepy", "faulty.so",                                                          \
         "{\"name\": \"Sleepy\", \"max_ongoing_requests\": 1" extra "}")
 
-#define LOG(s) h_serve_log_tail(s)
-
 TestSuite(balancing, .fini = h_cleanup_all, .timeout = TEST_TIMEOUT_S);
 TestSuite(queueing, .fini = h_cleanup_all, .timeout = TEST_TIMEOUT_S);
 TestSuite(timeouts, .fini = h_cleanup_all, .timeout = TEST_TIMEOUT_S);
@@ -60,68 +53,6 @@ TestSuite(http, .fini = h_cleanup_all, .timeout = TEST_TIMEOUT_S);
 TestSuite(access_log, .fini = h_cleanup_all, .timeout = TEST_TIMEOUT_S);
 
 /* ---- Helpers ----------------------------------------------------------- */
-
-/*
- * Start serve with `http_extra` added to http_options (",\"key\": value..."
- * or "") and these applications (the contents of "applications"); wait
- * until /-/healthz and `ready_path` answer 200.
- */
-static h_serve *serve_up(const char *ready_path, const char *http_extra, const char *apps)
-{
-    h_serve *s = h_serve_new();
-    cr_assert_not_null(s, "cannot make a scratch folder for serve");
-    cr_assert_eq(
-        h_serve_write_config(s,
-                             "{\"http_options\": {\"host\": \"127.0.0.1\", \"port\": %d%s},\n"
-                             " \"admin\": {\"host\": \"127.0.0.1\", \"port\": %d},\n"
-                             " \"applications\": [%s]}\n",
-                             s->port, http_extra, s->admin_port, apps),
-        0, "cannot write the config");
-    cr_assert_eq(h_serve_start(s), 0, "cannot start serve (is SERVE_BIN set?)");
-    cr_assert_eq(h_serve_wait_ready(s, ready_path, READY_TIMEOUT_S), 0,
-                 "serve did not become ready (healthz, then %s) within %.0f s\n%s",
-                 ready_path ? ready_path : "-", READY_TIMEOUT_S, LOG(s));
-    return s;
-}
-
-/* Send a request that must get an HTTP answer (any status). */
-static void request_ok(h_serve *s, const char *method, const char *path, const char *const *headers,
-                       const void *body, size_t body_len, h_response *r)
-{
-    int rc = h_request(s, method, path, headers, body, body_len, r);
-    cr_assert_eq(rc, 0, "%s %s: no answer: %s\n%s", method, path, r->error, LOG(s));
-}
-
-/* A request with headers that must answer `status`. */
-static void get_expect_h(h_serve *s, const char *path, const char *const *headers, long status,
-                         h_response *r)
-{
-    request_ok(s, "GET", path, headers, NULL, 0, r);
-    cr_assert_eq(r->status, status, "GET %s: status %ld, expected %ld; body: %s\n%s", path,
-                 r->status, status, r->body, LOG(s));
-}
-
-static void get_expect(h_serve *s, const char *path, long status, h_response *r)
-{
-    get_expect_h(s, path, NULL, status, r);
-}
-
-/* The body of `r` as a JSON object (the test fails if it is not one). */
-static json_t *body_json(const h_serve *s, const h_response *r)
-{
-    json_error_t err;
-    json_t *obj = json_loadb(r->body, r->body_len, 0, &err);
-    cr_assert(json_is_object(obj), "answer (status %ld) is not a JSON object (%s): '%s'\n%s",
-              r->status, err.text, r->body, LOG(s));
-    return obj;
-}
-
-/* A string member of `obj`, or "" when absent or not a string. */
-static const char *jstr(json_t *obj, const char *key)
-{
-    const char *v = json_string_value(json_object_get(obj, key));
-    return v ? v : "";
-}
 
 static long long jint(json_t *obj, const char *key)
 {

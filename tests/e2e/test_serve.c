@@ -17,24 +17,18 @@
 #include <string.h>
 #include <strings.h>
 
+#include "expect.h"
 #include "harness.h"
 
-#define READY_TIMEOUT_S 10.0
-#define STOP_TIMEOUT_S  5.0  /* serve must exit this soon after a signal */
-#define TEST_TIMEOUT_S  40.0 /* criterion kills a test that takes longer */
-#define REPLACE_S       3.0  /* a lost replica must be replaced within this */
-#define MIB             (1024 * 1024)
+#define STOP_TIMEOUT_S 5.0 /* serve must exit this soon after a signal */
+#define REPLACE_S      3.0 /* a lost replica must be replaced within this */
+#define MIB            (1024 * 1024)
 
 /* Pieces of config: one application serving one deployment. */
-#define APP(name, prefix, plugin, deployments)                                                     \
-    "{\"name\": \"" name "\", \"route_prefix\": \"" prefix "\", \"plugin\": \"" plugin             \
-    "\", \"deployments\": [" deployments "]}"
 #define ECHO_APP(name, prefix)        APP(name, prefix, "echo.so", "{\"name\": \"Echo\"}")
 #define ECHO_APP_N(name, prefix, n)   APP(name, prefix, "echo.so", ECHO_DEP_N(n))
 #define ECHO_DEP_N(n)                 "{\"name\": \"Echo\", \"num_replicas\": " #n "}"
 #define FAULTY_APP(name, prefix, dep) APP(name, prefix, "faulty.so", "{\"name\": \"" dep "\"}")
-
-#define LOG(s) h_serve_log_tail(s)
 
 TestSuite(routing, .fini = h_cleanup_all, .timeout = TEST_TIMEOUT_S);
 TestSuite(builtin, .fini = h_cleanup_all, .timeout = TEST_TIMEOUT_S);
@@ -50,7 +44,7 @@ TestSuite(shutdown, .fini = h_cleanup_all, .timeout = TEST_TIMEOUT_S);
 
 /* Start serve with these applications (a printf template of the contents
    of "applications") and wait until /-/healthz and `path` answer 200. */
-static h_serve *serve_up(const char *path, const char *apps_fmt, ...)
+static h_serve *serve_apps(const char *path, const char *apps_fmt, ...)
 {
     char *apps;
     va_list ap;
@@ -58,48 +52,9 @@ static h_serve *serve_up(const char *path, const char *apps_fmt, ...)
     int n = vasprintf(&apps, apps_fmt, ap);
     va_end(ap);
     cr_assert(n >= 0, "out of memory");
-    h_serve *s = h_serve_new();
-    cr_assert_not_null(s, "cannot make a scratch folder for serve");
-    cr_assert_eq(h_serve_write_apps(s, "%s", apps), 0, "cannot write the config");
+    h_serve *s = serve_up(path, "", apps);
     free(apps);
-    cr_assert_eq(h_serve_start(s), 0, "cannot start serve (is SERVE_BIN set?)");
-    cr_assert_eq(h_serve_wait_ready(s, path, READY_TIMEOUT_S), 0,
-                 "serve did not become ready (healthz, then %s) within %.0f s\n%s",
-                 path ? path : "-", READY_TIMEOUT_S, LOG(s));
     return s;
-}
-
-/* Send a request that must get an HTTP answer (any status). */
-static void request_ok(h_serve *s, const char *method, const char *path, const char *const *headers,
-                       const void *body, size_t body_len, h_response *r)
-{
-    int rc = h_request(s, method, path, headers, body, body_len, r);
-    cr_assert_eq(rc, 0, "%s %s: no answer: %s\n%s", method, path, r->error, LOG(s));
-}
-
-/* GET that must answer `status`. */
-static void get_expect(h_serve *s, const char *path, long status, h_response *r)
-{
-    request_ok(s, "GET", path, NULL, NULL, 0, r);
-    cr_assert_eq(r->status, status, "GET %s: status %ld, expected %ld; body: %s\n%s", path,
-                 r->status, status, r->body, LOG(s));
-}
-
-/* The body of `r` as a JSON object (the test fails if it is not one). */
-static json_t *body_json(const h_serve *s, const h_response *r)
-{
-    json_error_t err;
-    json_t *obj = json_loadb(r->body, r->body_len, 0, &err);
-    cr_assert(json_is_object(obj), "answer is not a JSON object (%s): %s\n%s", err.text, r->body,
-              LOG(s));
-    return obj;
-}
-
-/* A string member of `obj`, or "" when absent or not a string. */
-static const char *jstr(json_t *obj, const char *key)
-{
-    const char *v = json_string_value(json_object_get(obj, key));
-    return v ? v : "";
 }
 
 /* GET an echo route: answers 200 with a JSON object (caller decrefs). */
@@ -170,7 +125,7 @@ static int none_alive(const pid_t *pids, size_t n)
 
 Test(routing, each_prefix_reaches_its_own_app)
 {
-    h_serve *s = serve_up("/echo", ROUTING_APPS);
+    h_serve *s = serve_apps("/echo", ROUTING_APPS);
     h_response r;
     get_expect(s, "/hello", 200, &r);
     cr_expect_str_eq(r.body, "Hello, world!\n", "GET /hello answered '%s'", r.body);
@@ -181,7 +136,7 @@ Test(routing, each_prefix_reaches_its_own_app)
 
 Test(routing, route_path_is_the_path_after_the_prefix)
 {
-    h_serve *s = serve_up("/echo", ROUTING_APPS);
+    h_serve *s = serve_apps("/echo", ROUTING_APPS);
     expect_echo_route(s, "/echo/a/b", "echo", "/a/b");
     expect_echo_route(s, "/echo", "echo", "/");
     expect_echo_route(s, "/echo/", "echo", "/");
@@ -193,7 +148,7 @@ Test(routing, route_path_is_the_path_after_the_prefix)
 
 Test(routing, the_longest_prefix_wins)
 {
-    h_serve *s = serve_up("/echo", ROUTING_APPS);
+    h_serve *s = serve_apps("/echo", ROUTING_APPS);
     expect_echo_route(s, "/echo/deep", "deep", "/");
     expect_echo_route(s, "/echo/deep/a/b", "deep", "/a/b");
     expect_echo_route(s, "/echo/deeper", "echo", "/deeper");
@@ -202,7 +157,7 @@ Test(routing, the_longest_prefix_wins)
 
 Test(routing, a_prefix_matches_whole_path_segments_only)
 {
-    h_serve *s = serve_up("/echo", ROUTING_APPS ", " ECHO_APP("root", "/"));
+    h_serve *s = serve_apps("/echo", ROUTING_APPS ", " ECHO_APP("root", "/"));
     expect_echo_route(s, "/echoes", "root", "/echoes");
     expect_echo_route(s, "/hellooo/x", "root", "/hellooo/x");
     expect_echo_route(s, "/echo/deepest", "echo", "/deepest");
@@ -213,7 +168,7 @@ Test(routing, a_prefix_matches_whole_path_segments_only)
 
 Test(builtin, routes_lists_every_prefix_and_its_app)
 {
-    h_serve *s = serve_up(NULL, ROUTING_APPS ", " ECHO_APP("root", "/"));
+    h_serve *s = serve_apps(NULL, ROUTING_APPS ", " ECHO_APP("root", "/"));
     h_response r;
     get_expect(s, "/-/routes", 200, &r);
     cr_expect(strstr(r.content_type, "application/json"), "content-type '%s'", r.content_type);
@@ -229,7 +184,7 @@ Test(builtin, routes_lists_every_prefix_and_its_app)
 
 Test(builtin, healthz_answers_success)
 {
-    h_serve *s = serve_up(NULL, ECHO_APP("echo", "/echo"));
+    h_serve *s = serve_apps(NULL, ECHO_APP("echo", "/echo"));
     h_response r;
     get_expect(s, "/-/healthz", 200, &r);
     cr_expect_str_eq(r.body, "success", "healthz body '%s'", r.body);
@@ -238,7 +193,7 @@ Test(builtin, healthz_answers_success)
 
 Test(builtin, an_unknown_path_gets_404_with_a_json_error)
 {
-    h_serve *s = serve_up("/echo", ECHO_APP("echo", "/echo"));
+    h_serve *s = serve_apps("/echo", ECHO_APP("echo", "/echo"));
     const char *paths[] = {"/nothing/here", "/echoes", "/-/nope"};
     for (size_t i = 0; i < 3; i++) {
         h_response r;
@@ -257,7 +212,7 @@ Test(builtin, an_unknown_path_gets_404_with_a_json_error)
 
 Test(balancing, requests_reach_every_replica)
 {
-    h_serve *s = serve_up("/echo", ECHO_APP_N("echo", "/echo", 3));
+    h_serve *s = serve_apps("/echo", ECHO_APP_N("echo", "/echo", 3));
     pid_t procs[H_MAX_REPLICAS], seen[H_MAX_REPLICAS];
     cr_assert_eq(h_serve_wait_replicas(s, 3, READY_TIMEOUT_S, procs), 0,
                  "expected 3 replica processes\n%s", LOG(s));
@@ -288,7 +243,7 @@ Test(balancing, requests_reach_every_replica)
 
 Test(roundtrip, method_query_and_headers_reach_the_plugin)
 {
-    h_serve *s = serve_up("/echo", ECHO_APP("echo", "/echo"));
+    h_serve *s = serve_apps("/echo", ECHO_APP("echo", "/echo"));
     const char *headers[] = {"X-Test: abc", "X-Other: d e f", NULL};
     const char *methods[] = {"GET", "DELETE", "PUT", "PATCH"};
     for (size_t i = 0; i < 4; i++) {
@@ -312,7 +267,7 @@ Test(roundtrip, method_query_and_headers_reach_the_plugin)
 
 Test(roundtrip, a_given_request_id_is_passed_through)
 {
-    h_serve *s = serve_up("/echo", ECHO_APP("echo", "/echo"));
+    h_serve *s = serve_apps("/echo", ECHO_APP("echo", "/echo"));
     const char *headers[] = {"x-request-id: my-request-42", NULL};
     h_response r;
     request_ok(s, "GET", "/echo", headers, NULL, 0, &r);
@@ -327,7 +282,7 @@ Test(roundtrip, a_given_request_id_is_passed_through)
 
 Test(roundtrip, a_missing_request_id_is_generated)
 {
-    h_serve *s = serve_up("/echo", ECHO_APP("echo", "/echo"));
+    h_serve *s = serve_apps("/echo", ECHO_APP("echo", "/echo"));
     char first[H_HEADER_MAX] = "";
     for (int i = 0; i < 2; i++) {
         h_response r;
@@ -348,7 +303,7 @@ Test(roundtrip, a_missing_request_id_is_generated)
 
 Test(roundtrip, a_one_mebibyte_binary_body_arrives_intact)
 {
-    h_serve *s = serve_up("/echo", ECHO_APP("echo", "/echo"));
+    h_serve *s = serve_apps("/echo", ECHO_APP("echo", "/echo"));
     unsigned char *body = malloc(MIB);
     cr_assert_not_null(body);
     for (size_t i = 0; i < MIB; i++) body[i] = (unsigned char)(i ^ (i >> 8) ^ (i >> 16));
@@ -371,7 +326,7 @@ Test(roundtrip, a_one_mebibyte_binary_body_arrives_intact)
 
 Test(roundtrip, an_empty_body_arrives_empty)
 {
-    h_serve *s = serve_up("/echo", ECHO_APP("echo", "/echo"));
+    h_serve *s = serve_apps("/echo", ECHO_APP("echo", "/echo"));
     char want[17];
     snprintf(want, sizeof(want), "%016llx", (unsigned long long)h_fnv1a64("", 0));
     h_response r;
@@ -386,7 +341,7 @@ Test(roundtrip, an_empty_body_arrives_empty)
 
 Test(roundtrip, the_plugin_sets_the_status)
 {
-    h_serve *s = serve_up("/echo", ECHO_APP("echo", "/echo"));
+    h_serve *s = serve_apps("/echo", ECHO_APP("echo", "/echo"));
     h_response r;
     get_expect(s, "/echo?status=418", 418, &r);
     h_response_free(&r);
@@ -406,7 +361,7 @@ Test(roundtrip, the_plugin_sets_the_status)
 
 Test(plugins, hello_answers_with_the_user_config_greeting)
 {
-    h_serve *s = serve_up("/bonjour", HELLO_APPS);
+    h_serve *s = serve_apps("/bonjour", HELLO_APPS);
     h_response r;
     get_expect(s, "/hi", 200, &r);
     cr_expect_str_eq(r.body, "Hi, world!\n", "init_args greeting: got '%s'", r.body);
@@ -426,7 +381,7 @@ Test(plugins, hello_answers_with_the_user_config_greeting)
 Test(failures, a_failing_handle_answers_500_with_its_message)
 {
     h_serve *s =
-        serve_up("/echo", FAULTY_APP("fail", "/fail", "Fail") ", " ECHO_APP("echo", "/echo"));
+        serve_apps("/echo", FAULTY_APP("fail", "/fail", "Fail") ", " ECHO_APP("echo", "/echo"));
     h_response r;
     get_expect(s, "/fail", 500, &r);
     cr_expect(strstr(r.content_type, "application/json"), "content-type '%s'", r.content_type);
@@ -463,7 +418,7 @@ static void expect_crash_502(h_serve *s)
 Test(failures, a_crash_mid_request_answers_502_and_the_replica_is_replaced)
 {
     h_serve *s =
-        serve_up("/echo", FAULTY_APP("crash", "/crash", "Crash") ", " ECHO_APP("echo", "/echo"));
+        serve_apps("/echo", FAULTY_APP("crash", "/crash", "Crash") ", " ECHO_APP("echo", "/echo"));
     pid_t procs[H_MAX_REPLICAS];
     cr_assert_eq(h_serve_wait_replicas(s, 2, READY_TIMEOUT_S, procs), 0, "expected 2 replicas\n%s",
                  LOG(s));
@@ -488,7 +443,7 @@ Test(failures, a_crash_mid_request_answers_502_and_the_replica_is_replaced)
 
 Test(failures, a_killed_replica_is_replaced)
 {
-    h_serve *s = serve_up("/echo", ECHO_APP_N("echo", "/echo", 2));
+    h_serve *s = serve_apps("/echo", ECHO_APP_N("echo", "/echo", 2));
     pid_t procs[H_MAX_REPLICAS];
     cr_assert_eq(h_serve_wait_replicas(s, 2, READY_TIMEOUT_S, procs), 0, "expected 2 replicas\n%s",
                  LOG(s));
@@ -631,7 +586,7 @@ Test(startup, a_failing_init_fails_the_run_with_its_reason)
 
 Test(shutdown, sigterm_finishes_the_request_in_flight_and_exits_0)
 {
-    h_serve *s = serve_up("/sleepy?ms=0", SLEEPY_APP_3);
+    h_serve *s = serve_apps("/sleepy?ms=0", SLEEPY_APP_3);
     pid_t procs[H_MAX_REPLICAS], seen[H_MAX_REPLICAS];
     cr_assert_eq(h_serve_wait_replicas(s, 3, READY_TIMEOUT_S, procs), 0, "expected 3 replicas\n%s",
                  LOG(s));
@@ -653,7 +608,7 @@ Test(shutdown, sigterm_finishes_the_request_in_flight_and_exits_0)
 
 Test(shutdown, sigint_stops_every_replica_and_exits_0)
 {
-    h_serve *s = serve_up("/echo", ECHO_APP_N("echo", "/echo", 3));
+    h_serve *s = serve_apps("/echo", ECHO_APP_N("echo", "/echo", 3));
     pid_t procs[H_MAX_REPLICAS], seen[H_MAX_REPLICAS];
     cr_assert_eq(h_serve_wait_replicas(s, 3, READY_TIMEOUT_S, procs), 0, "expected 3 replicas\n%s",
                  LOG(s));
@@ -673,7 +628,7 @@ Test(shutdown, sigint_stops_every_replica_and_exits_0)
    flight nothing justifies waiting for the graceful shutdown timeout. */
 Test(shutdown, a_signal_during_startup_stops_promptly)
 {
-    h_serve *s = serve_up(NULL, ECHO_APP_N("echo", "/echo", 4));
+    h_serve *s = serve_apps(NULL, ECHO_APP_N("echo", "/echo", 4));
     pid_t procs[H_MAX_REPLICAS];
     size_t n = h_serve_replicas(s, procs, H_MAX_REPLICAS);
     double t0 = h_now();

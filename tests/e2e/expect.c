@@ -1,0 +1,59 @@
+/*
+ * expect.c - see expect.h.
+ */
+#include "expect.h"
+
+#include <criterion/criterion.h>
+
+h_serve *serve_up(const char *ready_path, const char *http_extra, const char *apps)
+{
+    h_serve *s = h_serve_new();
+    cr_assert_not_null(s, "cannot make a scratch folder for serve");
+    cr_assert_eq(
+        h_serve_write_config(s,
+                             "{\"http_options\": {\"host\": \"127.0.0.1\", \"port\": %d%s},\n"
+                             " \"admin\": {\"host\": \"127.0.0.1\", \"port\": %d},\n"
+                             " \"applications\": [%s]}\n",
+                             s->port, http_extra, s->admin_port, apps),
+        0, "cannot write the config");
+    cr_assert_eq(h_serve_start(s), 0, "cannot start serve (is SERVE_BIN set?)");
+    cr_assert_eq(h_serve_wait_ready(s, ready_path, READY_TIMEOUT_S), 0,
+                 "serve did not become ready (healthz, then %s) within %.0f s\n%s",
+                 ready_path ? ready_path : "-", READY_TIMEOUT_S, LOG(s));
+    return s;
+}
+
+void request_ok(h_serve *s, const char *method, const char *path, const char *const *headers,
+                const void *body, size_t body_len, h_response *r)
+{
+    int rc = h_request(s, method, path, headers, body, body_len, r);
+    cr_assert_eq(rc, 0, "%s %s: no answer: %s\n%s", method, path, r->error, LOG(s));
+}
+
+void get_expect_h(h_serve *s, const char *path, const char *const *headers, long status,
+                  h_response *r)
+{
+    request_ok(s, "GET", path, headers, NULL, 0, r);
+    cr_assert_eq(r->status, status, "GET %s: status %ld, expected %ld; body: %s\n%s", path,
+                 r->status, status, r->body, LOG(s));
+}
+
+void get_expect(h_serve *s, const char *path, long status, h_response *r)
+{
+    get_expect_h(s, path, NULL, status, r);
+}
+
+json_t *body_json(const h_serve *s, const h_response *r)
+{
+    json_error_t err;
+    json_t *obj = json_loadb(r->body, r->body_len, 0, &err);
+    cr_assert(json_is_object(obj), "answer (status %ld) is not a JSON object (%s): '%s'\n%s",
+              r->status, err.text, r->body, LOG(s));
+    return obj;
+}
+
+const char *jstr(json_t *obj, const char *key)
+{
+    const char *v = json_string_value(json_object_get(obj, key));
+    return v ? v : "";
+}
