@@ -39,24 +39,21 @@
 #include <jansson.h>
 #include <math.h>
 #include <microhttpd.h>
-#include <netdb.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
+#include "common/httpd.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "ipc/ipc.h"
 
 #define ROUTER_IDLE_TIMEOUT_S   60
 #define ROUTER_CONNECTION_LIMIT 16384
-#define ROUTER_LISTEN_BACKLOG   1024
 #define ROUTER_MAX_REQUEST_ID   64
-#define ROUTER_PUMP_ROUNDS      8
 #define ROUTER_SWEEP_MS         1000 /* how often waiting clients are checked */
 #define ROUTER_ACCESS_LINE      512
 #define ROUTER_TIMEOUT_HEADER   "x-request-timeout-seconds"
@@ -131,10 +128,7 @@ struct router_backend {
 struct router {
     uv_loop_t *loop;
     router_options opts;
-    struct MHD_Daemon *mhd;
-    uv_poll_t poll;
-    uv_timer_t timer;
-    uv_idle_t pump; /* runs MHD next turn, without blocking first */
+    httpd *http;
     uv_timer_t drain_timer;
     uv_timer_t deadline_timer;
     uv_timer_t sweep_timer;
@@ -159,9 +153,6 @@ struct router {
     int pending_closes; /* open backend connections and, once closing, handles */
 };
 
-static void mhd_pump(router *r);
-static void on_pump(uv_idle_t *h);
-static void on_timer(uv_timer_t *h);
 static void router_free(router *r);
 static void pool_flush(router_pool *p);
 static void maybe_drained(router *r);
@@ -297,7 +288,7 @@ static void answer(rreq *rq, int status, struct MHD_Response *resp)
     if (rq->suspended) {
         rq->suspended = 0;
         MHD_resume_connection(rq->conn);
-        uv_idle_start(&r->pump, on_pump);
+        httpd_wake(r->http);
     }
 }
 
@@ -513,7 +504,7 @@ static void stream_wake(rreq *rq)
     rq->reader_waiting = 0;
     rq->suspended = 0;
     MHD_resume_connection(rq->conn);
-    uv_idle_start(&rq->r->pump, on_pump);
+    httpd_wake(rq->r->http);
 }
 
 /* End a stream early: the client sees a truncated chunked body. */
@@ -1018,67 +1009,7 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
     log_warn("http: %s", line);
 }
 
-/* ---- Driving libmicrohttpd from the loop ------------------------------- */
-
-/* Run MHD until it has nothing due now, then arm the timer for its next
-   deadline. After resumes MHD reports a zero timeout for a round or two. */
-static void mhd_pump(router *r)
-{
-    MHD_UNSIGNED_LONG_LONG ms = 0;
-    uv_idle_stop(&r->pump);
-    if (!r->mhd) return;
-    for (int i = 0; i < ROUTER_PUMP_ROUNDS; i++) {
-        MHD_run(r->mhd);
-        if (MHD_get_timeout(r->mhd, &ms) != MHD_YES) {
-            uv_timer_stop(&r->timer);
-            return;
-        }
-        if (ms > 0) break;
-    }
-    uv_timer_start(&r->timer, on_timer, ms, 0);
-}
-
-static void on_poll(uv_poll_t *h, int status, int events)
-{
-    mhd_pump(h->data);
-}
-
-static void on_timer(uv_timer_t *h)
-{
-    mhd_pump(h->data);
-}
-
-static void on_pump(uv_idle_t *h)
-{
-    mhd_pump(h->data);
-}
-
-/* Bind the listening socket ourselves: errors then name the real cause. */
-static int listen_on(const char *host, int port, char *err, size_t errlen)
-{
-    struct addrinfo hints = {.ai_family = AF_UNSPEC,
-                             .ai_socktype = SOCK_STREAM,
-                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
-    struct addrinfo *ai;
-    char service[16];
-    snprintf(service, sizeof(service), "%d", port);
-    int rc = getaddrinfo(host, service, &hints, &ai);
-    if (rc != 0) {
-        snprintf(err, errlen, "http_options.host: cannot resolve '%s': %s", host, gai_strerror(rc));
-        return -EINVAL;
-    }
-    int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    int one = 1;
-    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
-        bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, ROUTER_LISTEN_BACKLOG) != 0) {
-        rc = -errno;
-        snprintf(err, errlen, "cannot listen on %s:%d: %s", host, port, strerror(errno));
-        if (fd >= 0) close(fd);
-        fd = rc;
-    }
-    freeaddrinfo(ai);
-    return fd;
-}
+/* ---- Starting ---------------------------------------------------------- */
 
 /*
  * libmicrohttpd keeps a request's headers in the connection's memory pool,
@@ -1087,27 +1018,22 @@ static int listen_on(const char *host, int port, char *err, size_t errlen)
  */
 static struct MHD_Daemon *start_mhd(router *r, int fd)
 {
-    return MHD_start_daemon(
-        MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_TURBO | MHD_USE_ERROR_LOG, 0, NULL, NULL,
-        on_access, r, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, r, MHD_OPTION_LISTEN_SOCKET, fd,
-        MHD_OPTION_URI_LOG_CALLBACK, on_uri, r, MHD_OPTION_NOTIFY_COMPLETED, on_completed, r,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)ROUTER_IDLE_TIMEOUT_S, MHD_OPTION_CONNECTION_LIMIT,
-        (unsigned)ROUTER_CONNECTION_LIMIT, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-        (size_t)r->opts.max_header_bytes * 2, MHD_OPTION_END);
+    return MHD_start_daemon(HTTPD_MHD_FLAGS, 0, NULL, NULL, on_access, r,
+                            MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, r, MHD_OPTION_LISTEN_SOCKET, fd,
+                            MHD_OPTION_URI_LOG_CALLBACK, on_uri, r, MHD_OPTION_NOTIFY_COMPLETED,
+                            on_completed, r, MHD_OPTION_CONNECTION_TIMEOUT,
+                            (unsigned)ROUTER_IDLE_TIMEOUT_S, MHD_OPTION_CONNECTION_LIMIT,
+                            (unsigned)ROUTER_CONNECTION_LIMIT, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+                            (size_t)r->opts.max_header_bytes * 2, MHD_OPTION_END);
 }
 
-static void init_handles(router *r, int epoll_fd)
+static void init_handles(router *r)
 {
-    uv_poll_init(r->loop, &r->poll, epoll_fd);
-    uv_timer_init(r->loop, &r->timer);
-    uv_idle_init(r->loop, &r->pump);
     uv_timer_init(r->loop, &r->drain_timer);
     uv_timer_init(r->loop, &r->deadline_timer);
     uv_timer_init(r->loop, &r->sweep_timer);
     uv_prepare_init(r->loop, &r->log_flusher);
-    r->poll.data = r->timer.data = r->pump.data = r->drain_timer.data = r;
-    r->deadline_timer.data = r->sweep_timer.data = r->log_flusher.data = r;
-    uv_poll_start(&r->poll, UV_READABLE, on_poll);
+    r->drain_timer.data = r->deadline_timer.data = r->sweep_timer.data = r->log_flusher.data = r;
     uv_timer_start(&r->sweep_timer, on_sweep, ROUTER_SWEEP_MS, ROUTER_SWEEP_MS);
     uv_unref((uv_handle_t *)&r->sweep_timer);
 }
@@ -1121,20 +1047,20 @@ int router_start(uv_loop_t *loop, const router_options *opts, router **out, char
     r->loop = loop;
     r->opts = *opts;
     r->id_seed = util_mix64((uint64_t)uv_hrtime() ^ ((uint64_t)getpid() << 32));
-    int fd = listen_on(opts->host, opts->port, err, errlen);
+    int fd = httpd_listen("http_options", opts->host, opts->port, err, errlen);
     if (fd < 0) {
         rc = fd;
         goto fail_listen;
     }
-    r->mhd = start_mhd(r, fd);
-    if (!r->mhd) {
+    struct MHD_Daemon *mhd = start_mhd(r, fd);
+    if (!mhd) {
         close(fd);
         snprintf(err, errlen, "cannot start the HTTP server on %s:%d", opts->host, opts->port);
         rc = -EIO;
         goto fail_listen;
     }
-    init_handles(r, MHD_get_daemon_info(r->mhd, MHD_DAEMON_INFO_EPOLL_FD)->epoll_fd);
-    mhd_pump(r);
+    if ((rc = httpd_start(loop, mhd, &r->http)) < 0) goto fail_listen;
+    init_handles(r);
     *out = r;
     return 0;
 
@@ -1180,7 +1106,7 @@ static void on_drain_timeout(uv_timer_t *h)
     if (r->active > 0) {
         log_warn("drain timed out with %zu requests unfinished; answering them 503", r->active);
         fail_all(r, 503, "draining: the server is shutting down");
-        mhd_pump(r);
+        httpd_wake(r->http);
     }
     drain_finish(r);
 }
@@ -1191,8 +1117,7 @@ void router_drain(router *r, double timeout_s, void (*done)(void *), void *arg)
     r->drain_arg = arg;
     if (!r->draining) {
         r->draining = 1;
-        int fd = MHD_quiesce_daemon(r->mhd);
-        if (fd >= 0) close(fd);
+        httpd_quiesce(r->http);
     }
     /* Call back from the loop, never from inside the caller. */
     uint64_t ms = r->active == 0 ? 0 : (uint64_t)(timeout_s * 1000);
@@ -1226,6 +1151,12 @@ static void on_handle_closed(uv_handle_t *h)
     if (--r->pending_closes == 0) router_free(r);
 }
 
+static void on_http_closed(void *arg)
+{
+    router *r = arg;
+    if (--r->pending_closes == 0) router_free(r);
+}
+
 void router_close(router *r)
 {
     if (r->closing) return;
@@ -1233,16 +1164,14 @@ void router_close(router *r)
     /* MHD must never be stopped with suspended connections: wake them all
        with an answer first and let MHD take them off its suspended list. */
     fail_all(r, 503, "draining: the server is shutting down");
-    MHD_run(r->mhd);
-    MHD_stop_daemon(r->mhd);
-    r->mhd = NULL;
+    r->pending_closes++;
+    httpd_close(r->http, on_http_closed, r);
+    r->http = NULL;
     on_log_flush(&r->log_flusher);
     for (router_pool *p = r->pools; p; p = p->next)
         for (size_t i = 0; i < p->n_backends; i++) ipc_conn_close(p->backends[i]->conn);
-    uv_handle_t *handles[] = {(uv_handle_t *)&r->poll,           (uv_handle_t *)&r->timer,
-                              (uv_handle_t *)&r->pump,           (uv_handle_t *)&r->drain_timer,
-                              (uv_handle_t *)&r->deadline_timer, (uv_handle_t *)&r->sweep_timer,
-                              (uv_handle_t *)&r->log_flusher};
+    uv_handle_t *handles[] = {(uv_handle_t *)&r->drain_timer, (uv_handle_t *)&r->deadline_timer,
+                              (uv_handle_t *)&r->sweep_timer, (uv_handle_t *)&r->log_flusher};
     for (size_t i = 0; i < UTIL_ARRAY_LEN(handles); i++) {
         r->pending_closes++;
         uv_close(handles[i], on_handle_closed);
