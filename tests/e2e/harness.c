@@ -414,9 +414,24 @@ static long probe(h_serve *s, const char *path, double cap_s)
     return status;
 }
 
+/* Has our serve logged that its proxy listens? Until then a probe of the
+   port could reach another process that took the port first (the port was
+   free when picked, not reserved), e.g. a parallel test's server. */
+static int serve_listening(const h_serve *s)
+{
+    char *log = h_serve_log(s);
+    int yes = log && strstr(log, "proxy listening on") != NULL;
+    free(log);
+    return yes;
+}
+
 int h_serve_wait_ready(h_serve *s, const char *path, double timeout_s)
 {
     double deadline = h_now() + timeout_s;
+    while (h_serve_running(s) && !serve_listening(s)) {
+        if (h_now() > deadline) return -1;
+        h_sleep_ms(H_POLL_MS);
+    }
     while (h_serve_running(s)) {
         double left = deadline - h_now();
         if (left <= 0) return -1;
