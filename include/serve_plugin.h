@@ -151,7 +151,8 @@ typedef struct serve_plugin_desc {
 
 /* ---- Responses (from inside `handle`) ---------------------------------- */
 
-/* Set the HTTP status (100..599). Returns 0 or -1 for a bad status. */
+/* Set the HTTP status (100..599). Returns 0, or -1 for a bad status or
+   after the first serve_response_flush. */
 int serve_response_set_status(serve_response *res, int status);
 
 /* Add a header; both strings are copied. Returns 0, or -1 for an empty

@@ -108,6 +108,12 @@ static void on_prepare(uv_prepare_t *h)
     flush(c);
 }
 
+void ipc_conn_flush_now(ipc_conn *c)
+{
+    uv_prepare_stop(&c->flusher);
+    flush(c);
+}
+
 int ipc_conn_send(ipc_conn *c, uint8_t type, uint64_t id, const void *payload, size_t len)
 {
     if (c->closing) return -EPIPE;

@@ -161,6 +161,9 @@ void *ipc_conn_data(const ipc_conn *c);
    together, just before the loop next waits for I/O. */
 ipc_buf *ipc_conn_out(ipc_conn *c);
 void ipc_conn_flush_later(ipc_conn *c);
+/* Write what is queued now, without waiting for the end of the loop turn
+   (for a caller that is about to keep the loop busy). */
+void ipc_conn_flush_now(ipc_conn *c);
 
 /* Append one frame and schedule the flush. Returns 0 or negative. */
 int ipc_conn_send(ipc_conn *c, uint8_t type, uint64_t id, const void *payload, size_t len);

@@ -84,6 +84,7 @@ typedef struct replica {
     /* Moving average of handler run time (done_mu). Below the threshold the
        loop thread runs requests itself: see on_data_frame. */
     uint64_t handle_ns;
+    int streams;           /* the handler streams: never run it inline (done_mu) */
     pthread_t loop_thread; /* needs no async wake-up to see `done` */
 } replica;
 
@@ -124,16 +125,26 @@ static void done_unlock_and_wake(replica *r, int finished)
     if (!pthread_equal(pthread_self(), r->loop_thread)) uv_async_send(&r->wake);
 }
 
+static void on_wake(uv_async_t *h);
+
 /* serve_response_flush: send status, headers (first time) and the body so
-   far as a RESPONSE_PART, then start the body afresh. */
+   far as a RESPONSE_PART, then start the body afresh. A handler that
+   streams is long-running by nature: it is never run inline again, and if
+   it runs inline now, the part is written at once (the loop is busy). */
 static int flush_part(serve_response *res)
 {
     job_out *o = res->flush_arg;
-    done_lock(o->r);
+    replica *r = o->r;
+    done_lock(r);
+    r->streams = 1;
     int rc = ipc_response_encode_frame(
-        &o->r->done, IPC_RESPONSE_PART, 0, o->id, res->status, res->streamed ? NULL : res->headers,
+        &r->done, IPC_RESPONSE_PART, 0, o->id, res->status, res->streamed ? NULL : res->headers,
         res->streamed ? 0 : res->n_headers, res->body.data, res->body.len);
-    done_unlock_and_wake(o->r, 0);
+    done_unlock_and_wake(r, 0);
+    if (pthread_equal(pthread_self(), r->loop_thread) && r->data) {
+        on_wake(&r->wake);
+        ipc_conn_flush_now(r->data);
+    }
     if (rc != 0) return -1;
     res->streamed = 1;
     res->body.len = 0;
@@ -320,7 +331,7 @@ static void cancel_job(replica *r, uint64_t id)
 static int run_inline(replica *r, const ipc_frame *f)
 {
     pthread_mutex_lock(&r->done_mu);
-    int fast = r->handle_ns < REPLICA_INLINE_NS;
+    int fast = r->handle_ns < REPLICA_INLINE_NS && !r->streams;
     pthread_mutex_unlock(&r->done_mu);
     pthread_mutex_lock(&r->mu);
     int idle = r->n_queued == 0;
@@ -345,8 +356,10 @@ static void on_data_frame(ipc_conn *c, const ipc_frame *f)
     }
     if (run_inline(r, f)) return;
     job *j = malloc(sizeof(*j) + f->len);
-    if (!j) {
+    if (!j) { /* answer anyway, or the router would wait on this slot */
         log_error("out of memory queueing a request");
+        encode_error(ipc_conn_out(c), f->id, 503, "replica out of memory");
+        ipc_conn_flush_later(c);
         return;
     }
     j->next = NULL;

@@ -123,6 +123,7 @@ struct router_backend {
     char *replica_id;
     void *data;
     rq_list inflight;
+    int retired; /* out of the pool: report when inflight empties */
 };
 
 struct router {
@@ -262,9 +263,9 @@ static void access_log_line(router *r, const char *fmt, ...)
 static void log_request(const rreq *rq)
 {
     router *r = rq->r;
-    if (!r->opts.access_log || !rq->url) return;
+    if (!r->opts.access_log || log_min_level > LOG_INFO || !rq->url) return;
     double ms = (double)(uv_hrtime() - rq->start_ns) / 1e6;
-    access_log_line(r, "%s %s %d %.3fms replica=%s id=%s", rq->method, rq->url,
+    access_log_line(r, "%s %.512s %d %.3fms replica=%s id=%s", rq->method, rq->url,
                     rq->status ? rq->status : 0, ms, rq->replica_id[0] ? rq->replica_id : "-",
                     rq->request_id);
 }
@@ -334,6 +335,15 @@ static int hop_by_hop(const char *name)
     return 0;
 }
 
+/* ---- Retired backends -------------------------------------------------- */
+
+static void report_drained(router_backend *b)
+{
+    router *r = b->r;
+    b->retired = 0; /* once */
+    if (r->opts.on_backend_drained) r->opts.on_backend_drained(b->data, r->opts.cb_arg);
+}
+
 /* ---- Request memory ---------------------------------------------------- */
 
 static void rreq_free(rreq *rq)
@@ -356,6 +366,7 @@ static void release_slot(rreq *rq)
     slot_free(rq->r, rq);
     pool_flush(b->pool);
     if (rq->http_done) rreq_free(rq);
+    if (b->retired && b->inflight.n == 0) report_drained(b);
 }
 
 /* Tell the replica to drop `rq`; the slot is released on its reply. */
@@ -474,7 +485,7 @@ static void dispatch(rreq *rq)
     } else if (p->max_queued >= 0 && p->waiting.n >= (size_t)p->max_queued) {
         answer_json(rq, 503,
                     json_pack("{s:s, s:I, s:i}", "error",
-                              "queue full: every replica is busy and max_queued_requests "
+                              "queue full: no replica has room and max_queued_requests "
                               "requests are already waiting",
                               "queue_length", (json_int_t)p->waiting.n, "max_queued_requests",
                               p->max_queued));
@@ -526,9 +537,17 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max)
         if (rq->stream_off == rq->stream.len) rq->stream.len = rq->stream_off = 0;
         return (ssize_t)n;
     }
-    if (rq->stream_end)
-        return rq->stream_aborted ? MHD_CONTENT_READER_END_WITH_ERROR
-                                  : MHD_CONTENT_READER_END_OF_STREAM;
+    if (rq->stream_end) {
+        if (!rq->stream_aborted) return MHD_CONTENT_READER_END_OF_STREAM;
+        /* libmicrohttpd (0.9.75, external epoll) marks the connection for
+           closing but completes the close only on the connection's next
+           event or timeout, and a cut socket has no further event: with
+           other connections open, that was the 60 s idle timeout. Give
+           this connection a 1 s timeout so the client learns soon. */
+        MHD_set_connection_option(rq->conn, MHD_CONNECTION_OPTION_TIMEOUT, 1u);
+        httpd_wake(rq->r->http);
+        return MHD_CONTENT_READER_END_WITH_ERROR;
+    }
     rq->reader_waiting = 1;
     rq->suspended = 1;
     MHD_suspend_connection(rq->conn);
@@ -556,11 +575,14 @@ static void stream_part(rreq *rq, const ipc_frame *f, int final)
                 MHD_add_response_header(resp, res.headers[i].name, res.headers[i].value);
         if (resp) answer(rq, res.status, resp);
     }
-    if (!rq->http_done) ipc_buf_put(&rq->stream, res.body, res.body_len);
+    /* The bytes of an aborted end are dropped: the stream is cut at its
+       last complete part, and ends at once. */
+    int aborted = final && (f->flags & IPC_FLAG_ABORTED);
+    if (!rq->http_done && !aborted) ipc_buf_put(&rq->stream, res.body, res.body_len);
     ipc_response_release(&res);
     if (rq->stream.oom || final) {
         rq->stream_end = 1;
-        rq->stream_aborted = rq->stream.oom || (f->flags & IPC_FLAG_ABORTED);
+        rq->stream_aborted = rq->stream.oom || aborted;
     }
     stream_wake(rq);
 }
@@ -677,7 +699,15 @@ fail:
 void router_remove_backend(router *r, router_backend *b)
 {
     pool_detach(b->pool, b);
+    b->retired = 0;
     ipc_conn_close(b->conn);
+}
+
+void router_retire_backend(router *r, router_backend *b)
+{
+    pool_detach(b->pool, b);
+    b->retired = 1;
+    if (b->inflight.n == 0) report_drained(b);
 }
 
 /* ---- Pools and routes -------------------------------------------------- */
@@ -800,7 +830,7 @@ static void sweep_list(router *r, rq_list *l, uint64_t older_than)
     while (rq) {
         rreq *next = rq->next;
         if (rq->start_ns < older_than && rq->suspended && client_gone(rq))
-            abandon(rq, 408, "client disconnected");
+            abandon(rq, 499, "client disconnected"); /* nginx's code, for the log */
         rq = next;
     }
 }
@@ -879,7 +909,8 @@ static void start_request(rreq *rq)
     else if (r->draining)
         answer_error(rq, 503, "draining: the server is shutting down");
     else if ((timeout = request_timeout(rq)) < 0)
-        answer_error(rq, 400, "%s: must be a number of seconds > 0", ROUTER_TIMEOUT_HEADER);
+        answer_error(rq, 400, "%s: must be a number of seconds, > 0 and at most %.0f",
+                     ROUTER_TIMEOUT_HEADER, ROUTER_MAX_TIMEOUT_S);
     else if (set_deadline(rq, timeout) != 0)
         answer_error(rq, 503, "proxy out of memory");
     else {
@@ -1082,8 +1113,10 @@ static void fail_all(router *r, int status, const char *why)
             answer_error(rq, status, "%s", why);
         }
         for (size_t i = 0; i < p->n_backends; i++)
-            for (rq = p->backends[i]->inflight.head; rq; rq = rq->next)
+            for (rq = p->backends[i]->inflight.head; rq; rq = rq->next) {
                 fail_request(rq, status, why);
+                send_cancel(rq); /* queued work need not run before STOP */
+            }
     }
 }
 

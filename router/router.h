@@ -108,6 +108,8 @@ typedef struct router_options {
     /* A backend's connection ended (replica exited, or removed): `data` is
        what router_add_backend got. The backend is gone after this returns. */
     void (*on_backend_closed)(void *data, void *cb_arg);
+    /* A retired backend has no request left (see router_retire_backend). */
+    void (*on_backend_drained)(void *data, void *cb_arg);
     void *cb_arg;
 } router_options;
 
@@ -138,6 +140,12 @@ int router_add_backend(router *r, router_pool *pool, int fd, const char *replica
 /* Stop routing to a backend and close its connection. Requests it was
    running are answered 502. on_backend_closed follows. */
 void router_remove_backend(router *r, router_backend *b);
+
+/* Stop sending new requests to a backend but let it finish the ones it
+   runs; `drained(data, cb_arg)` (router_options.on_backend_drained) is
+   called once none is left, from the loop. The connection stays open:
+   remove the backend (or let the replica exit) afterwards. */
+void router_retire_backend(router *r, router_backend *b);
 
 /* Stop accepting connections, let requests in progress finish, and call
    `done` when none is left or after `timeout_s` (the rest get 503). */

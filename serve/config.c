@@ -174,9 +174,10 @@ static const cfg__kind app_kind = {app_fields, ARRAY_LEN(app_fields), sizeof(cfg
 static const cfg__field http_fields[] = {
     ROW("host", T_STRING, cfg_config, http_host, SDEF("127.0.0.1"), NONEMPTY),
     ROW("port", T_INT, cfg_config, http_port, DEF(8000), GE(1), LE(CFG_MAX_PORT)),
-    ROW("request_timeout_s", T_DOUBLE, cfg_config, request_timeout_s, DEF(0), GE(0)),
+    ROW("request_timeout_s", T_DOUBLE, cfg_config, request_timeout_s, DEF(0), GE(0),
+        LE(7 * 24 * 3600)),
     ROW("max_body_bytes", T_INT, cfg_config, max_body_bytes, DEF(64 << 20), GE(0)),
-    ROW("max_header_bytes", T_INT, cfg_config, max_header_bytes, DEF(16 << 10), GE(1024),
+    ROW("max_header_bytes", T_INT, cfg_config, max_header_bytes, DEF(8 << 10), GE(1024),
         LE(1 << 20)),
     ROW("access_log", T_BOOL, cfg_config, access_log, DEF(1)),
 };

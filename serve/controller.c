@@ -539,7 +539,9 @@ int ctl_start(uv_loop_t *loop, cfg_config *cfg, const char *exe, ctl_done_cb don
         *out = NULL;
         return rc;
     }
-    log_info("proxy listening on http://%s:%d", cfg->http_host, cfg->http_port);
+    int v6 = strchr(cfg->http_host, ':') != NULL;
+    log_info("proxy listening on http://%s%s%s:%d", v6 ? "[" : "", cfg->http_host, v6 ? "]" : "",
+             cfg->http_port);
     for (size_t i = 0; i < c->n_deps; i++) reconcile(&c->deps[i]);
     *out = c;
     return 0;

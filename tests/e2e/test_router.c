@@ -574,12 +574,13 @@ Test(queueing, a_client_that_disconnects_cancels_its_queued_request)
                  gc.calls - ga.calls, LOG(s));
     cr_expect_lt(c.end - a.end, SLACK_S, "C was answered %.2f s after A, expected right after",
                  c.end - a.end);
-    /* The router logged B as given up (408) and never gave it a replica. */
+    /* The router logged B as given up by its client (499, nginx's code) and
+       never gave it a replica. */
     char lines[2048];
     int n = wait_access_lines(s, "gone-B", 1, lines, sizeof(lines));
     cr_expect_eq(n, 1, "expected one access line for B, got %d:\n%s\n%s", n, lines, LOG(s));
-    cr_expect(strstr(lines, " 408 ") && strstr(lines, "replica=-"),
-              "B's access line must say 408 and no replica: %s", lines);
+    cr_expect(strstr(lines, " 499 ") && strstr(lines, "replica=-"),
+              "B's access line must say 499 and no replica: %s", lines);
     bg_free(&a, 1);
     bg_free(&b, 1);
     bg_free(&c, 1);
@@ -1006,6 +1007,41 @@ Test(streaming, each_part_reaches_the_client_as_soon_as_the_plugin_flushes_it)
     }
 }
 
+Test(streaming, a_stream_still_streams_after_a_run_of_fast_requests)
+{
+    /* Fast requests let a replica run requests on its I/O thread; a stream
+       must still leave part by part, and go to the workers from then on. */
+    h_serve *s =
+        serve_up("/stream?n=1&ms=0", "",
+                 "{\"name\": \"stream\", \"route_prefix\": \"/stream\","
+                 " \"plugin\": \"stream.so\", \"deployments\": [{\"name\": \"Streamer\"}]}");
+    h_response r;
+    for (int i = 0; i < 100; i++) {
+        get_expect(s, "/stream?n=1&ms=0", 200, &r);
+        h_response_free(&r);
+    }
+    for (int round = 0; round < 2; round++) {
+        arrivals a;
+        cr_assert_eq(get_streamed(s, "/stream?n=3&ms=300", &a), 200);
+        cr_assert_eq(a.lines, 3);
+        cr_expect_lt(a.line_at[0], 0.25, "round %d: the first line came after %.2f s", round,
+                     a.line_at[0]);
+        cr_expect_gt(a.line_at[2] - a.line_at[0], 0.45, "round %d: lines came together", round);
+    }
+}
+
+Test(streaming, a_handler_failing_after_a_flush_cuts_the_stream_at_once)
+{
+    h_serve *s = serve_up(NULL, "", APP("sf", "/sf", "faulty.so", "{\"name\": \"StreamFail\"}"));
+    arrivals a;
+    long status = get_streamed(s, "/sf", &a);
+    double took = now_s() - a.start;
+    cr_expect(status < 0 && status != -CURLE_OPERATION_TIMEDOUT,
+              "a failed stream must end in a transfer error (status %ld)", status);
+    cr_expect_eq(a.lines, 1, "the flushed line arrives, nothing after it (%d lines)", a.lines);
+    cr_expect_lt(took, 2.0, "the failed stream ended %.2f s after it began", took);
+}
+
 Test(streaming, a_replica_that_dies_mid_stream_cuts_the_response_short)
 {
     h_serve *s =
@@ -1023,9 +1059,13 @@ Test(streaming, a_replica_that_dies_mid_stream_cuts_the_response_short)
         _exit(0);
     }
     long status = get_streamed(s, "/stream?n=10&ms=200", &a);
+    double took = now_s() - a.start;
     waitpid(killer, NULL, 0);
     /* The headers and the first lines arrived; then the chunked body was cut
-       short: curl reports a transfer error instead of a complete answer. */
-    cr_expect_lt(status, 0, "a cut stream must not look complete (status %ld)", status);
+       short, at once: curl reports a transfer error, not a complete answer
+       and not its own timeout. */
+    cr_expect(status < 0 && status != -CURLE_OPERATION_TIMEDOUT,
+              "a cut stream must end in a transfer error (status %ld)", status);
     cr_expect(a.lines >= 1 && a.lines < 10, "%d lines arrived", a.lines);
+    cr_expect_lt(took, 2.0, "the cut stream ended %.2f s after it began", took);
 }

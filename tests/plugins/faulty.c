@@ -11,6 +11,8 @@
  *             ever seen at once, and how many calls this replica has started
  *             (this one included). Each replica is its own process, so the
  *             counters are per replica.
+ *   StreamFail handle flushes one line, writes part of another, then fails:
+ *             the stream must be cut at the flushed line, at once
  */
 #include <errno.h>
 #include <jansson.h>
@@ -75,12 +77,21 @@ static int handle_gauge(void *state, const serve_request *req, serve_response *r
                                  (int)getpid(), now, max, calls);
 }
 
+static int handle_stream_fail(void *state, const serve_request *req, serve_response *res)
+{
+    serve_response_printf(res, "first line\n");
+    serve_response_flush(res);
+    serve_response_printf(res, "never sent");
+    return serve_set_error("failed mid-stream");
+}
+
 static const serve_deployment deployments[] = {
     {.name = "FailInit", .init = init_fail, .handle = handle_fail},
     {.name = "Crash", .init = init_ok, .handle = handle_crash},
     {.name = "Sleepy", .init = init_ok, .handle = handle_sleepy},
     {.name = "Fail", .init = init_ok, .handle = handle_fail},
     {.name = "Gauge", .init = init_ok, .handle = handle_gauge},
+    {.name = "StreamFail", .init = init_ok, .handle = handle_stream_fail},
 };
 
 SERVE_PLUGIN(deployments)

@@ -1099,7 +1099,7 @@ Test(config_valid, the_router_limits_and_access_log_have_defaults_and_can_be_set
 {
     cfg_config *cfg = parse_ok("{\"applications\": []}");
     cr_expect_eq(cfg->max_body_bytes, 64 << 20);
-    cr_expect_eq(cfg->max_header_bytes, 16 << 10);
+    cr_expect_eq(cfg->max_header_bytes, 8 << 10);
     cr_expect_eq(cfg->access_log, 1);
     cfg_free(cfg);
     cfg = parse_ok("{'http_options': {'max_body_bytes': 10, 'max_header_bytes': 2048,"
