@@ -212,10 +212,12 @@ EOF
 # serve with the no-op deployment at "/", every feature of issue 3 on: access log,
 # a request timeout, the default body and header limits.
 start_serve() {
-    local peer=$1 replicas=$2 cfg=$TMP/$1.json
+    local peer=$1 replicas=$2 cfg=$TMP/$1.json admin_port
+    admin_port=$(free_ports 1) # each serve has its own admin API
     cat >"$cfg" <<EOF
 {"http_options": {"host": "127.0.0.1", "port": ${PORT[$peer]},
                   "request_timeout_s": $REQUEST_TIMEOUT, "access_log": true},
+ "admin": {"host": "127.0.0.1", "port": $admin_port},
  "applications": [{"name": "noop", "route_prefix": "/", "plugin": "noop.so",
    "deployments": [{"name": "Noop", "num_replicas": $replicas,
                     "max_ongoing_requests": $MAX_ONGOING}]}]}

@@ -186,6 +186,7 @@ static const cfg__kind http_kind = {http_fields, ARRAY_LEN(http_fields), 0, -1, 
 static const cfg__field admin_fields[] = {
     ROW("host", T_STRING, cfg_config, admin_host, SDEF("127.0.0.1"), NONEMPTY),
     ROW("port", T_INT, cfg_config, admin_port, DEF(8265), GE(1), LE(CFG_MAX_PORT)),
+    ROW("auth_token", T_STRING, cfg_config, admin_auth_token, NONEMPTY),
 };
 static const cfg__kind admin_kind = {admin_fields, ARRAY_LEN(admin_fields), 0, -1, NULL};
 
@@ -582,6 +583,10 @@ static int parse_text(const char *text, size_t len, const char *source, cfg_conf
         goto fail_alloc;
     }
     if ((rc = fill_object(&ctx, &config_kind, (char *)cfg, root, ""))) goto fail_fill;
+    if (!(cfg->source_json = json_dumps(root, JSON_COMPACT))) {
+        rc = fail_code(&ctx, -ENOMEM, "", "out of memory");
+        goto fail_fill;
+    }
     json_decref(root);
     *out = cfg;
     return 0;
@@ -747,6 +752,7 @@ void cfg_free(cfg_config *cfg)
 {
     if (!cfg) return;
     free_object(&config_kind, (char *)cfg);
+    free(cfg->source_json);
     free(cfg);
 }
 

@@ -77,6 +77,8 @@ typedef struct cfg_config {
     int access_log;           /* default true: one log line per request */
     char *admin_host;         /* default "127.0.0.1" */
     int admin_port;           /* default 8265; 1..65535 */
+    char *admin_auth_token;   /* NULL: none (the admin API must be on loopback) */
+    char *source_json;        /* the whole document, compact: deployed configs */
     cfg_app *apps;
     size_t n_apps;
 } cfg_config;

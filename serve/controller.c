@@ -23,12 +23,16 @@
 #include "common/util.h"
 #include "ipc/ipc.h"
 #include "router/router.h"
+#include "serve/admin.h"
 
 #define CTL_BACKOFF_MIN_S  0.1
 #define CTL_BACKOFF_MAX_S  10.0
 #define CTL_START_ATTEMPTS 3 /* crashes before any READY that stop `serve run` */
 
 typedef enum rep_state { REP_STARTING, REP_RUNNING, REP_STOPPING, REP_EXITED } rep_state;
+
+/* Ray Serve's names for the states, as the status document shows them. */
+static const char *const rep_state_names[] = {"STARTING", "RUNNING", "STOPPING", "STOPPED"};
 
 typedef struct ctl_dep ctl_dep;
 
@@ -42,6 +46,7 @@ typedef struct rep {
     router_backend *backend;
     rep_state state;
     int refs;
+    double start_time_s; /* wall clock, for status */
 } rep;
 
 struct ctl_dep {
@@ -63,6 +68,8 @@ struct ctl {
     cfg_config *cfg;
     char *exe;
     router *router;
+    admin *admin;
+    double deployed_time_s;
     ctl_dep *deps;
     size_t n_deps;
     uv_signal_t sigint, sigterm;
@@ -80,6 +87,13 @@ struct ctl {
 
 static void reconcile(ctl_dep *d);
 static void maybe_finish(ctl *c);
+
+static double wall_clock_s(void)
+{
+    uv_timeval64_t tv;
+    uv_gettimeofday(&tv);
+    return (double)tv.tv_sec + (double)tv.tv_usec / 1e6;
+}
 
 /* ---- Replica objects --------------------------------------------------- */
 
@@ -282,6 +296,7 @@ static int spawn_replica(ctl_dep *d)
     }
     p->dep = d;
     p->data_fd = -1;
+    p->start_time_s = wall_clock_s();
     p->state = REP_EXITED; /* set_state below counts it in */
     p->proc.data = p;
     /* seed + counter mod 2^32 through a bijection: unique for 2^32 starts */
@@ -379,9 +394,10 @@ static void on_drained(void *arg)
     maybe_finish(c);
 }
 
-static void on_closed(uv_handle_t *h)
+/* One more of the controller's handles (or the admin API) has closed; the
+   last one frees the controller and reports. */
+static void close_done(ctl *c)
 {
-    ctl *c = h->data;
     if (--c->pending_closes > 0) return;
     ctl_done_cb done = c->done;
     void *arg = c->done_arg;
@@ -391,6 +407,16 @@ static void on_closed(uv_handle_t *h)
     free(c->exe);
     free(c);
     done(arg, code);
+}
+
+static void on_closed(uv_handle_t *h)
+{
+    close_done(h->data);
+}
+
+static void on_admin_closed(void *arg)
+{
+    close_done(arg);
 }
 
 static void close_handle(ctl *c, uv_handle_t *h)
@@ -406,6 +432,10 @@ static void maybe_finish(ctl *c)
     if (c->stopping != 2 || c->n_reps > 0 || c->finished) return;
     c->finished = 1;
     router_close(c->router);
+    if (c->admin) {
+        c->pending_closes++;
+        admin_close(c->admin, on_admin_closed, c);
+    }
     close_handle(c, (uv_handle_t *)&c->sigint);
     close_handle(c, (uv_handle_t *)&c->sigterm);
     close_handle(c, (uv_handle_t *)&c->kill_timer);
@@ -437,6 +467,62 @@ void ctl_shutdown(ctl *c)
 static void on_signal(uv_signal_t *h, int signum)
 {
     ctl_shutdown(h->data);
+}
+
+/* ---- Status ------------------------------------------------------------ */
+
+static json_t *replica_status(const rep *p)
+{
+    return json_pack("{s:s, s:s, s:i, s:f}", "replica_id", p->id, "state",
+                     rep_state_names[p->state], "pid", p->proc.pid, "start_time_s",
+                     p->start_time_s);
+}
+
+/* HEALTHY when every replica runs; UPDATING while some start. */
+static json_t *deployment_status(const ctl_dep *d)
+{
+    json_t *reps = json_array();
+    for (const rep *p = d->reps; p; p = p->next) json_array_append_new(reps, replica_status(p));
+    int healthy = d->n_running >= d->cfg->num_replicas;
+    return json_pack("{s:s, s:s, s:s, s:i, s:o}", "name", d->cfg->name, "status",
+                     healthy ? "HEALTHY" : "UPDATING", "message", "", "target_num_replicas",
+                     d->cfg->num_replicas, "replicas", reps);
+}
+
+/* The app's object from the config document as it was deployed. */
+static json_t *deployed_app_config(const ctl *c, size_t index)
+{
+    json_t *root = json_loads(c->cfg->source_json, 0, NULL);
+    json_t *app = json_incref(json_array_get(json_object_get(root, "applications"), index));
+    json_decref(root);
+    return app ? app : json_null();
+}
+
+static json_t *app_status(const ctl *c, size_t index)
+{
+    const cfg_app *a = &c->cfg->apps[index];
+    json_t *deps = json_object();
+    int running = 1;
+    for (size_t i = 0; i < c->n_deps; i++) {
+        if (c->deps[i].app != a) continue;
+        running &= c->deps[i].n_running >= c->deps[i].cfg->num_replicas;
+        json_object_set_new(deps, c->deps[i].cfg->name, deployment_status(&c->deps[i]));
+    }
+    const char *status = c->stopping ? "DELETING" : running ? "RUNNING" : "DEPLOYING";
+    return json_pack("{s:s, s:s, s:s, s:s, s:f, s:o, s:o}", "name", a->name, "route_prefix",
+                     a->route_prefix, "status", status, "message", "", "last_deployed_time_s",
+                     c->deployed_time_s, "deployed_app_config", deployed_app_config(c, index),
+                     "deployments", deps);
+}
+
+json_t *ctl_status(const ctl *c)
+{
+    json_t *apps = json_object();
+    for (size_t i = 0; i < c->cfg->n_apps; i++)
+        json_object_set_new(apps, c->cfg->apps[i].name, app_status(c, i));
+    return json_pack("{s:{s:i}, s:{s:s, s:i}, s:o}", "controller_info", "pid", (int)getpid(),
+                     "http_options", "host", c->cfg->http_host, "port", c->cfg->http_port,
+                     "applications", apps);
 }
 
 /* ---- Start ------------------------------------------------------------- */
@@ -522,22 +608,20 @@ int ctl_start(uv_loop_t *loop, cfg_config *cfg, const char *exe, ctl_done_cb don
                          .cb_arg = c};
     rc = router_start(loop, &ro, &c->router, err, errlen);
     if (rc < 0) goto fail_router;
+    c->deployed_time_s = wall_clock_s();
     uv_signal_init(loop, &c->sigint);
     uv_signal_init(loop, &c->sigterm);
     uv_timer_init(loop, &c->kill_timer);
     c->sigint.data = c->sigterm.data = c->kill_timer.data = c;
     uv_signal_start(&c->sigint, on_signal, SIGINT);
     uv_signal_start(&c->sigterm, on_signal, SIGTERM);
+    rc = admin_start(loop, c, cfg->admin_host, cfg->admin_port, cfg->admin_auth_token, &c->admin,
+                     err, errlen);
+    if (rc < 0) goto fail_started;
     rc = setup_deployments(c);
     if (rc < 0) {
         snprintf(err, errlen, "cannot set up deployments: %s", strerror(-rc));
-        /* Nothing was spawned: close everything at once; the done callback
-           follows from the loop with exit code 1. */
-        c->exit_code = 1;
-        c->stopping = 2;
-        maybe_finish(c);
-        *out = NULL;
-        return rc;
+        goto fail_started;
     }
     int v6 = strchr(cfg->http_host, ':') != NULL;
     log_info("proxy listening on http://%s%s%s:%d", v6 ? "[" : "", cfg->http_host, v6 ? "]" : "",
@@ -546,6 +630,14 @@ int ctl_start(uv_loop_t *loop, cfg_config *cfg, const char *exe, ctl_done_cb don
     *out = c;
     return 0;
 
+fail_started:
+    /* Nothing was spawned: close what exists the normal way; the done
+       callback follows from the loop with exit code 1. */
+    c->exit_code = 1;
+    c->stopping = 2;
+    maybe_finish(c);
+    *out = NULL;
+    return rc;
 fail_router:
     free(c->exe);
 fail_alloc:

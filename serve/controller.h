@@ -15,6 +15,8 @@
 #include <stddef.h>
 #include <uv.h>
 
+#include <jansson.h>
+
 #include "serve/config.h"
 
 typedef struct ctl ctl;
@@ -32,6 +34,11 @@ typedef void (*ctl_done_cb)(void *arg, int exit_code);
  */
 int ctl_start(uv_loop_t *loop, cfg_config *cfg, const char *exe, ctl_done_cb done, void *arg,
               ctl **out, char *err, size_t errlen);
+
+/* The status document of GET /api/serve/applications/, in Ray Serve's
+   shape: applications with status, deployed config and deployments, each
+   with its replicas (id, state, pid, start time). A new reference. */
+json_t *ctl_status(const ctl *c);
 
 /* Begin a graceful shutdown (idempotent; a second call stops replicas at
    once). The done callback follows; the ctl is freed after it returns. */

@@ -20,6 +20,8 @@
 
 #include "common/log.h"
 #include "replica/replica.h"
+#include "serve/admin.h"
+#include "serve/cli.h"
 #include "serve/config.h"
 #include "serve/controller.h"
 
@@ -34,6 +36,8 @@ static const char usage_main[] =
     "commands:\n"
     "  run CONFIG     start the proxy and every application of CONFIG in the\n"
     "                 foreground; Ctrl-C drains requests and stops cleanly\n"
+    "  status         show the applications, deployments and replicas of a\n"
+    "                 running serve (through its admin API)\n"
     "\n"
     "options:\n"
     "  -h, --help     show this help (also: serve <command> --help)\n"
@@ -90,6 +94,22 @@ static char *plugin_search_path(const char *exe)
     return out;
 }
 
+/* The admin API can change what runs: off this machine only with a token
+   (admin.auth_token, or $SERVE_ADMIN_TOKEN). Frees cfg and returns NULL
+   when the config breaks that rule. */
+static cfg_config *check_admin_exposure(cfg_config *cfg, const char *path)
+{
+    const char *env = getenv("SERVE_ADMIN_TOKEN");
+    if (!cfg->admin_auth_token && env && *env) cfg->admin_auth_token = strdup(env);
+    if (cfg->admin_auth_token || admin_host_is_loopback(cfg->admin_host)) return cfg;
+    fprintf(stderr,
+            "serve: invalid config %s: admin.host: '%s' is not a loopback address; set "
+            "admin.auth_token (or SERVE_ADMIN_TOKEN) to expose the admin API\n",
+            path, cfg->admin_host);
+    cfg_free(cfg);
+    return NULL;
+}
+
 /* Load and check the config and its plugin paths; print why not. */
 static cfg_config *load_config(const char *path, const char *exe)
 {
@@ -109,7 +129,7 @@ static cfg_config *load_config(const char *path, const char *exe)
         cfg_free(cfg);
         return NULL;
     }
-    return cfg;
+    return check_admin_exposure(cfg, path);
 }
 
 /* SERVE_LOG_LEVEL sets the starting level of every process. */
@@ -191,6 +211,7 @@ int main(int argc, char **argv)
     }
     log_level_from_env();
     if (strcmp(cmd, "run") == 0) return cmd_run(argc - 1, argv + 1);
+    if (strcmp(cmd, "status") == 0) return cli_status(argc - 1, argv + 1);
     if (strcmp(cmd, "__replica") == 0) return replica_main();
     fprintf(stderr, "serve: unknown command '%s'\n\n%s", cmd, usage_main);
     return EXIT_USAGE;

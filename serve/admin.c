@@ -1,0 +1,142 @@
+/*
+ * admin.c - see admin.h. Runs on the controller's loop through the shared
+ * libmicrohttpd driver, so handlers read the controller's state directly.
+ */
+#include "serve/admin.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/httpd.h"
+#include "serve/controller.h"
+
+#define ADMIN_APPS_PATH "/api/serve/applications/"
+
+struct admin {
+    httpd *http;
+    ctl *c;
+    char *token;
+    void (*done)(void *);
+    void *done_arg;
+};
+
+int admin_host_is_loopback(const char *host)
+{
+    return strcmp(host, "localhost") == 0 || strncmp(host, "127.", 4) == 0 ||
+           strcmp(host, "::1") == 0;
+}
+
+/* Compare without stopping at the first difference: the time taken does
+   not tell an attacker how much of a guess was right. */
+static int same_secret(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    unsigned char diff = la != lb;
+    for (size_t i = 0; i < la && i < lb; i++) diff |= (unsigned char)(a[i] ^ b[i]);
+    return diff == 0;
+}
+
+static int authorized(const admin *a, struct MHD_Connection *conn)
+{
+    if (!a->token) return 1;
+    const char *h = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "authorization");
+    return h && strncmp(h, "Bearer ", 7) == 0 && same_secret(h + 7, a->token);
+}
+
+/* Queue `obj` (reference stolen) as a JSON answer. */
+static enum MHD_Result reply(struct MHD_Connection *conn, unsigned status, json_t *obj)
+{
+    char *text = obj ? json_dumps(obj, JSON_COMPACT | JSON_INDENT(0)) : NULL;
+    json_decref(obj);
+    const char *body = text ? text : "{\"error\":\"out of memory\"}";
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(strlen(body), (void *)body, MHD_RESPMEM_MUST_COPY);
+    free(text);
+    if (!resp) return MHD_NO;
+    MHD_add_response_header(resp, "content-type", "application/json");
+    if (status == MHD_HTTP_UNAUTHORIZED)
+        MHD_add_response_header(resp, "www-authenticate", "Bearer");
+    enum MHD_Result ret = MHD_queue_response(conn, status, resp);
+    MHD_destroy_response(resp);
+    return ret;
+}
+
+static enum MHD_Result reply_error(struct MHD_Connection *conn, unsigned status, const char *why)
+{
+    return reply(conn, status, json_pack("{s:s}", "error", why));
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version, const char *upload,
+                                  size_t *upload_size, void **con_cls)
+{
+    admin *a = cls;
+    static int seen;
+    if (!*con_cls) { /* first call: headers only; answering now would close keep-alive */
+        *con_cls = &seen;
+        return MHD_YES;
+    }
+    if (*upload_size) { /* no request body is used yet */
+        *upload_size = 0;
+        return MHD_YES;
+    }
+    if (!authorized(a, conn))
+        return reply_error(conn, MHD_HTTP_UNAUTHORIZED,
+                           "missing or wrong bearer token (Authorization: Bearer TOKEN)");
+    if (strcmp(url, ADMIN_APPS_PATH) != 0 && strcmp(url, "/api/serve/applications") != 0)
+        return reply_error(conn, MHD_HTTP_NOT_FOUND, "no such endpoint");
+    if (strcmp(method, "GET") == 0) return reply(conn, MHD_HTTP_OK, ctl_status(a->c));
+    if (strcmp(method, "PUT") == 0 || strcmp(method, "DELETE") == 0)
+        return reply_error(conn, MHD_HTTP_NOT_IMPLEMENTED,
+                           "live config edits are not available yet: change the config and "
+                           "restart serve run");
+    return reply_error(conn, MHD_HTTP_METHOD_NOT_ALLOWED, "use GET, PUT or DELETE");
+}
+
+int admin_start(uv_loop_t *loop, ctl *c, const char *host, int port, const char *token, admin **out,
+                char *err, size_t errlen)
+{
+    admin *a = calloc(1, sizeof(*a));
+    if (!a || (token && !(a->token = strdup(token)))) {
+        free(a);
+        return -ENOMEM;
+    }
+    a->c = c;
+    int fd = httpd_listen("admin", host, port, err, errlen);
+    int rc = fd;
+    if (fd < 0) goto fail;
+    struct MHD_Daemon *mhd =
+        MHD_start_daemon(HTTPD_MHD_FLAGS, 0, NULL, NULL, on_request, a, MHD_OPTION_LISTEN_SOCKET,
+                         fd, MHD_OPTION_CONNECTION_TIMEOUT, 30u, MHD_OPTION_END);
+    rc = -EIO;
+    if (!mhd) {
+        close(fd);
+        goto fail;
+    }
+    if ((rc = httpd_start(loop, mhd, &a->http)) < 0) goto fail;
+    *out = a;
+    return 0;
+fail:
+    free(a->token);
+    free(a);
+    return rc;
+}
+
+static void on_closed(void *arg)
+{
+    admin *a = arg;
+    void (*done)(void *) = a->done;
+    void *done_arg = a->done_arg;
+    free(a->token);
+    free(a);
+    if (done) done(done_arg);
+}
+
+void admin_close(admin *a, void (*done)(void *), void *arg)
+{
+    a->done = done;
+    a->done_arg = arg;
+    httpd_close(a->http, on_closed, a);
+}

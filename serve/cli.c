@@ -1,0 +1,157 @@
+/*
+ * cli.c - commands that talk to a running serve over its admin API, with
+ * libcurl. The address is -a/--address, else $SERVE_ADDRESS, else
+ * http://127.0.0.1:8265; a token in $SERVE_ADMIN_TOKEN is sent as a bearer
+ * token.
+ */
+#include "serve/cli.h"
+
+#include <curl/curl.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "ipc/ipc.h"
+
+#define CLI_DEFAULT_ADDRESS "http://127.0.0.1:8265"
+#define CLI_TIMEOUT_S       10L
+#define EXIT_RUNTIME        1
+#define EXIT_USAGE          2
+
+static const char usage_status[] =
+    "usage: serve status [-a ADDRESS] [--json]\n"
+    "\n"
+    "Show the applications of a running serve, their deployments and replicas.\n"
+    "\n"
+    "options:\n"
+    "  -a, --address ADDRESS   admin API address (default $SERVE_ADDRESS, else\n"
+    "                          " CLI_DEFAULT_ADDRESS ")\n"
+    "  --json                  print the status document as JSON\n"
+    "  -h, --help              show this help\n"
+    "\n"
+    "environment:\n"
+    "  SERVE_ADMIN_TOKEN       sent as a bearer token when set\n";
+
+static size_t collect(char *data, size_t size, size_t n, void *arg)
+{
+    ipc_buf_put(arg, data, size * n);
+    return size * n;
+}
+
+/* GET `path` from the admin API into `body` (NUL-terminated). Returns the
+   HTTP status, or -1 with a message printed when there is no answer. */
+static long admin_get(const char *address, const char *path, ipc_buf *body)
+{
+    char url[1024], auth[1024];
+    snprintf(url, sizeof(url), "%s%s", address, path);
+    CURL *e = curl_easy_init();
+    if (!e) return -1;
+    struct curl_slist *headers = NULL;
+    const char *token = getenv("SERVE_ADMIN_TOKEN");
+    if (token) {
+        snprintf(auth, sizeof(auth), "Authorization: Bearer %s", token);
+        headers = curl_slist_append(headers, auth);
+    }
+    curl_easy_setopt(e, CURLOPT_URL, url);
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, headers);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, collect);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, body);
+    curl_easy_setopt(e, CURLOPT_TIMEOUT, CLI_TIMEOUT_S);
+    CURLcode rc = curl_easy_perform(e);
+    long status = -1;
+    if (rc == CURLE_OK)
+        curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
+    else
+        fprintf(stderr, "serve: no serve instance answers at %s: %s\n", address,
+                curl_easy_strerror(rc));
+    curl_slist_free_all(headers);
+    curl_easy_cleanup(e);
+    ipc_buf_put(body, "", 1);
+    return status;
+}
+
+static void print_replicas(json_t *replicas, double now)
+{
+    size_t i;
+    json_t *r;
+    json_array_foreach(replicas, i, r)
+    {
+        double up = now - json_real_value(json_object_get(r, "start_time_s"));
+        printf("        - %s  %-8s  pid %-7lld  up %.0fs\n",
+               json_string_value(json_object_get(r, "replica_id")),
+               json_string_value(json_object_get(r, "state")),
+               (long long)json_integer_value(json_object_get(r, "pid")), up);
+    }
+}
+
+/* The status document, readable: one block per application. */
+static void print_status(json_t *doc)
+{
+    const char *name, *dname;
+    json_t *app, *dep;
+    json_t *http = json_object_get(doc, "http_options");
+    printf("proxy: http://%s:%lld\n", json_string_value(json_object_get(http, "host")),
+           (long long)json_integer_value(json_object_get(http, "port")));
+    printf("applications:%s\n",
+           json_object_size(json_object_get(doc, "applications")) ? "" : " {}");
+    double now = (double)time(NULL);
+    json_object_foreach(json_object_get(doc, "applications"), name, app)
+    {
+        printf("  %s:\n    status: %s\n    route_prefix: %s\n    deployments:\n", name,
+               json_string_value(json_object_get(app, "status")),
+               json_string_value(json_object_get(app, "route_prefix")));
+        json_object_foreach(json_object_get(app, "deployments"), dname, dep)
+        {
+            json_t *replicas = json_object_get(dep, "replicas");
+            printf("      %s:\n        status: %s\n        replicas: %zu (target %lld)\n", dname,
+                   json_string_value(json_object_get(dep, "status")), json_array_size(replicas),
+                   (long long)json_integer_value(json_object_get(dep, "target_num_replicas")));
+            print_replicas(replicas, now);
+        }
+    }
+}
+
+int cli_status(int argc, char **argv)
+{
+    static const struct option opts[] = {{"address", required_argument, NULL, 'a'},
+                                         {"json", no_argument, NULL, 'j'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+    const char *address = getenv("SERVE_ADDRESS");
+    int c, as_json = 0;
+    while ((c = getopt_long(argc, argv, "a:h", opts, NULL)) != -1) {
+        if (c == 'a')
+            address = optarg;
+        else if (c == 'j')
+            as_json = 1;
+        else {
+            fputs(usage_status, c == 'h' ? stdout : stderr);
+            return c == 'h' ? 0 : EXIT_USAGE;
+        }
+    }
+    if (optind != argc) {
+        fputs(usage_status, stderr);
+        return EXIT_USAGE;
+    }
+    ipc_buf body = {0};
+    long status =
+        admin_get(address ? address : CLI_DEFAULT_ADDRESS, "/api/serve/applications/", &body);
+    json_t *doc = status > 0 ? json_loads(body.data, 0, NULL) : NULL;
+    int rc = EXIT_RUNTIME;
+    if (status == 200 && json_is_object(doc)) {
+        if (as_json)
+            printf("%s\n", body.data);
+        else
+            print_status(doc);
+        rc = 0;
+    } else if (status > 0) {
+        const char *why = json_string_value(json_object_get(doc, "error"));
+        fprintf(stderr, "serve: the admin API answered %ld: %s\n", status, why ? why : body.data);
+    }
+    json_decref(doc);
+    ipc_buf_free(&body);
+    return rc;
+}

@@ -1,0 +1,11 @@
+/*
+ * cli.h - the commands that talk to a running serve through its admin API.
+ */
+#ifndef SERVE_CLI_H
+#define SERVE_CLI_H
+
+/* `serve status [-a ADDRESS] [--json]`: print the applications, their
+   deployments and replicas. Returns the process exit code. */
+int cli_status(int argc, char **argv);
+
+#endif

@@ -1,0 +1,210 @@
+/*
+ * test_admin.c - the admin API (Ray's GET /api/serve/applications/ status
+ * document), its token rule, and `serve status`, against the real binary.
+ */
+#include <criterion/criterion.h>
+#include <curl/curl.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "expect.h"
+#include "harness.h"
+
+#define ECHO2 APP("echo", "/echo", "echo.so", "{\"name\": \"Echo\", \"num_replicas\": 2}")
+
+extern char **environ;
+
+TestSuite(admin, .fini = h_cleanup_all, .timeout = TEST_TIMEOUT_S);
+
+static size_t collect(char *data, size_t size, size_t n, void *arg)
+{
+    strncat(arg, data, size * n < 65535 - strlen(arg) ? size * n : 65535 - strlen(arg));
+    return size * n;
+}
+
+/* A request to the admin port; the body lands in `body` (64 KiB). */
+static long admin_request(const h_serve *s, const char *method, const char *token, char *body)
+{
+    char url[128], auth[256];
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/api/serve/applications/", s->admin_port);
+    body[0] = '\0';
+    CURL *e = curl_easy_init();
+    struct curl_slist *h = NULL;
+    if (token) {
+        snprintf(auth, sizeof(auth), "Authorization: Bearer %s", token);
+        h = curl_slist_append(h, auth);
+    }
+    curl_easy_setopt(e, CURLOPT_URL, url);
+    curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, h);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, collect);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, body);
+    curl_easy_setopt(e, CURLOPT_TIMEOUT, 10L);
+    long status = -1;
+    if (curl_easy_perform(e) == CURLE_OK) curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
+    curl_slist_free_all(h);
+    curl_easy_cleanup(e);
+    return status;
+}
+
+/* Run `serve ARGS...` with an extra environment entry (may be NULL);
+   stdout and stderr go to files in the scratch folder, read into `out`
+   (64 KiB). Returns the exit code. */
+static int run_serve(const h_serve *s, const char *env_extra, const char *const *args, char *out)
+{
+    char path[600];
+    snprintf(path, sizeof(path), "%s/cli.out", s->dir);
+    const char *argv[16] = {getenv("SERVE_BIN")};
+    for (int i = 0; args[i] && i < 14; i++) argv[i + 1] = args[i];
+    size_t n_env = 0;
+    while (environ[n_env]) n_env++;
+    char **env = calloc(n_env + 2, sizeof(*env));
+    for (size_t i = 0; i < n_env; i++) env[i] = environ[i];
+    env[n_env] = (char *)env_extra;
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 1, path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    posix_spawn_file_actions_adddup2(&fa, 1, 2);
+    pid_t pid;
+    int rc = posix_spawn(&pid, argv[0], &fa, NULL, (char *const *)argv, env);
+    posix_spawn_file_actions_destroy(&fa);
+    free(env);
+    cr_assert_eq(rc, 0, "cannot run %s", argv[0]);
+    int status;
+    waitpid(pid, &status, 0);
+    size_t len = 0;
+    char *text = h_read_file(path, &len);
+    snprintf(out, 65536, "%s", text ? text : "");
+    free(text);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+/* Poll the status until application `app` is RUNNING (every replica
+   ready); the last document is left in `body`. */
+static void wait_running(const h_serve *s, const char *app, char *body)
+{
+    for (int i = 0; i < 500; i++) {
+        cr_assert_eq(admin_request(s, "GET", NULL, body), 200, "%s", body);
+        json_t *doc = json_loads(body, 0, NULL);
+        const char *status =
+            jstr(json_object_get(json_object_get(doc, "applications"), app), "status");
+        int running = strcmp(status, "RUNNING") == 0;
+        json_decref(doc);
+        if (running) return;
+        h_sleep_ms(10);
+    }
+    cr_assert_fail("application %s never RUNNING: %s", app, body);
+}
+
+Test(admin, the_status_document_lists_apps_deployments_and_the_real_replicas)
+{
+    h_serve *s = serve_up("/echo", "", ECHO2);
+    pid_t pids[H_MAX_REPLICAS];
+    cr_assert_eq(h_serve_wait_replicas(s, 2, 5, pids), 0, "%s", LOG(s));
+    static char body[65536];
+    wait_running(s, "echo", body);
+    json_t *doc = json_loads(body, 0, NULL);
+    cr_assert(json_is_object(doc), "not JSON: %s", body);
+    json_t *app = json_object_get(json_object_get(doc, "applications"), "echo");
+    cr_expect_str_eq(jstr(app, "status"), "RUNNING");
+    cr_expect_str_eq(jstr(app, "route_prefix"), "/echo");
+    cr_expect_str_eq(jstr(json_object_get(app, "deployed_app_config"), "plugin"), "echo.so");
+    json_t *dep = json_object_get(json_object_get(app, "deployments"), "Echo");
+    cr_expect_str_eq(jstr(dep, "status"), "HEALTHY");
+    cr_expect_eq(json_integer_value(json_object_get(dep, "target_num_replicas")), 2);
+    json_t *reps = json_object_get(dep, "replicas");
+    cr_assert_eq(json_array_size(reps), 2, "%s", body);
+    for (size_t i = 0; i < 2; i++) {
+        json_t *r = json_array_get(reps, i);
+        pid_t pid = (pid_t)json_integer_value(json_object_get(r, "pid"));
+        cr_expect(h_pid_in(pid, pids, 2), "pid %d is not a replica of this serve", (int)pid);
+        cr_expect_str_eq(jstr(r, "state"), "RUNNING");
+        cr_expect_eq(strlen(jstr(r, "replica_id")), 8);
+    }
+    cr_expect_str_neq(jstr(json_array_get(reps, 0), "replica_id"),
+                      jstr(json_array_get(reps, 1), "replica_id"));
+    cr_expect_eq(json_integer_value(json_object_get(json_object_get(doc, "http_options"), "port")),
+                 s->port);
+    json_decref(doc);
+}
+
+Test(admin, serve_status_prints_each_app_deployment_and_replica)
+{
+    h_serve *s = serve_up("/echo", "", ECHO2);
+    pid_t pids[H_MAX_REPLICAS];
+    cr_assert_eq(h_serve_wait_replicas(s, 2, 5, pids), 0);
+    static char body[65536], out[65536];
+    wait_running(s, "echo", body);
+    char addr[64];
+    snprintf(addr, sizeof(addr), "http://127.0.0.1:%d", s->admin_port);
+    const char *args[] = {"status", "-a", addr, NULL};
+    cr_assert_eq(run_serve(s, NULL, args, out), 0, "%s", out);
+    cr_expect(strstr(out, "  echo:") && strstr(out, "      Echo:") && strstr(out, "RUNNING") &&
+                  strstr(out, "replicas: 2 (target 2)"),
+              "%s", out);
+    for (int i = 0; i < 2; i++) {
+        char pid[32];
+        snprintf(pid, sizeof(pid), "pid %d", (int)pids[i]);
+        cr_expect(strstr(out, pid), "missing %s in:\n%s", pid, out);
+    }
+}
+
+Test(admin, serve_status_without_a_server_says_so_and_fails)
+{
+    h_serve *s = serve_up(NULL, "", ECHO2);
+    static char out[65536];
+    const char *args[] = {"status", "-a", "http://127.0.0.1:1", NULL};
+    cr_expect_eq(run_serve(s, NULL, args, out), 1);
+    cr_expect(strstr(out, "no serve instance answers at http://127.0.0.1:1"), "%s", out);
+}
+
+Test(admin, a_configured_token_is_required_by_the_api_and_sent_by_the_cli)
+{
+    h_serve *s = h_serve_new();
+    cr_assert_eq(h_serve_write_config(s,
+                                      "{\"http_options\": {\"port\": %d}, \"admin\": {\"port\": %d,"
+                                      " \"auth_token\": \"s3cret\"}, \"applications\": [%s]}",
+                                      s->port, s->admin_port, ECHO2),
+                 0);
+    cr_assert_eq(h_serve_start(s), 0);
+    cr_assert_eq(h_serve_wait_ready(s, "/echo", READY_TIMEOUT_S), 0, "%s", LOG(s));
+    static char body[65536], out[65536];
+    cr_expect_eq(admin_request(s, "GET", NULL, body), 401);
+    cr_expect(strstr(body, "bearer token"), "%s", body);
+    cr_expect_eq(admin_request(s, "GET", "wrong", body), 401);
+    cr_expect_eq(admin_request(s, "GET", "s3cret", body), 200, "%s", body);
+    char addr[64];
+    snprintf(addr, sizeof(addr), "http://127.0.0.1:%d", s->admin_port);
+    const char *args[] = {"status", "-a", addr, NULL};
+    cr_expect_eq(run_serve(s, NULL, args, out), 1, "%s", out);
+    cr_expect(strstr(out, "401"), "%s", out);
+    cr_expect_eq(run_serve(s, "SERVE_ADMIN_TOKEN=s3cret", args, out), 0, "%s", out);
+}
+
+Test(admin, edits_through_the_api_are_refused_until_they_exist)
+{
+    h_serve *s = serve_up(NULL, "", ECHO2);
+    static char body[65536];
+    cr_expect_eq(admin_request(s, "PUT", NULL, body), 501, "%s", body);
+    cr_expect_eq(admin_request(s, "DELETE", NULL, body), 501, "%s", body);
+    cr_expect(strstr(body, "not available yet"), "%s", body);
+}
+
+Test(admin, an_admin_api_off_loopback_without_a_token_is_refused)
+{
+    h_serve *s = h_serve_new();
+    cr_assert_eq(h_serve_write_config(s,
+                                      "{\"http_options\": {\"port\": %d}, \"admin\": {\"host\": "
+                                      "\"0.0.0.0\", \"port\": %d}, \"applications\": [%s]}",
+                                      s->port, s->admin_port, ECHO2),
+                 0);
+    cr_assert_eq(h_serve_start(s), 0);
+    cr_assert_eq(h_serve_wait_exit(s, 5), 2, "%s", LOG(s));
+    cr_expect(strstr(LOG(s), "admin.host: '0.0.0.0' is not a loopback address"), "%s", LOG(s));
+}
