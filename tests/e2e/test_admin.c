@@ -164,15 +164,24 @@ Test(admin, serve_status_without_a_server_says_so_and_fails)
     cr_expect(strstr(out, "no serve instance answers at http://127.0.0.1:1"), "%s", out);
 }
 
-Test(admin, a_configured_token_is_required_by_the_api_and_sent_by_the_cli)
+/* Start serve on the echo app with `admin_extra` (",\"key\": value...")
+   added to the admin object; not waiting for anything. */
+static h_serve *start_with_admin(const char *admin_extra)
 {
     h_serve *s = h_serve_new();
-    cr_assert_eq(h_serve_write_config(s,
-                                      "{\"http_options\": {\"port\": %d}, \"admin\": {\"port\": %d,"
-                                      " \"auth_token\": \"s3cret\"}, \"applications\": [%s]}",
-                                      s->port, s->admin_port, ECHO2),
-                 0);
+    cr_assert_eq(
+        h_serve_write_config(s,
+                             "{\"http_options\": {\"port\": %d}, \"admin\": {\"port\": %d%s},"
+                             " \"applications\": [%s]}",
+                             s->port, s->admin_port, admin_extra, ECHO2),
+        0);
     cr_assert_eq(h_serve_start(s), 0);
+    return s;
+}
+
+Test(admin, a_configured_token_is_required_by_the_api_and_sent_by_the_cli)
+{
+    h_serve *s = start_with_admin(", \"auth_token\": \"s3cret\"");
     cr_assert_eq(h_serve_wait_ready(s, "/echo", READY_TIMEOUT_S), 0, "%s", LOG(s));
     static char body[65536], out[65536];
     cr_expect_eq(admin_request(s, "GET", NULL, body), 401);
@@ -198,13 +207,7 @@ Test(admin, edits_through_the_api_are_refused_until_they_exist)
 
 Test(admin, an_admin_api_off_loopback_without_a_token_is_refused)
 {
-    h_serve *s = h_serve_new();
-    cr_assert_eq(h_serve_write_config(s,
-                                      "{\"http_options\": {\"port\": %d}, \"admin\": {\"host\": "
-                                      "\"0.0.0.0\", \"port\": %d}, \"applications\": [%s]}",
-                                      s->port, s->admin_port, ECHO2),
-                 0);
-    cr_assert_eq(h_serve_start(s), 0);
+    h_serve *s = start_with_admin(", \"host\": \"0.0.0.0\"");
     cr_assert_eq(h_serve_wait_exit(s, 5), 2, "%s", LOG(s));
     cr_expect(strstr(LOG(s), "admin.host: '0.0.0.0' is not a loopback address"), "%s", LOG(s));
 }
