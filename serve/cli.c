@@ -35,6 +35,17 @@ static const char usage_status[] =
     "environment:\n"
     "  SERVE_ADMIN_TOKEN       sent as a bearer token when set\n";
 
+static const char usage_config[] =
+    "usage: serve config [-a ADDRESS]\n"
+    "\n"
+    "Print the config each application of a running serve was deployed with, as\n"
+    "one document in the schema `serve run` reads.\n"
+    "\n"
+    "options:\n"
+    "  -a, --address ADDRESS   admin API address (default $SERVE_ADDRESS, else\n"
+    "                          " CLI_DEFAULT_ADDRESS ")\n"
+    "  -h, --help              show this help\n";
+
 static size_t collect(char *data, size_t size, size_t n, void *arg)
 {
     ipc_buf_put(arg, data, size * n);
@@ -114,26 +125,53 @@ static void print_status(json_t *doc)
     }
 }
 
-int cli_status(int argc, char **argv)
+/* Print the applications' deployed configs as one config document. */
+static void print_config(json_t *doc)
+{
+    const char *name;
+    json_t *app, *apps = json_array();
+    json_object_foreach(json_object_get(doc, "applications"), name, app)
+        json_array_append(apps, json_object_get(app, "deployed_app_config"));
+    json_t *out = json_pack("{s:o}", "applications", apps);
+    char *text = json_dumps(out, JSON_INDENT(2));
+    if (text) printf("%s\n", text);
+    free(text);
+    json_decref(out);
+}
+
+static void print_raw(json_t *doc)
+{
+    char *text = json_dumps(doc, JSON_COMPACT);
+    if (text) printf("%s\n", text);
+    free(text);
+}
+
+/* How a status-reading command prints the document. */
+typedef void (*doc_printer)(json_t *doc);
+
+/* Parse -a/--address (and --json when `json_printer` is set), GET the
+   status document and hand it to the chosen printer. */
+static int run_status_command(int argc, char **argv, const char *usage, doc_printer printer,
+                              doc_printer json_printer)
 {
     static const struct option opts[] = {{"address", required_argument, NULL, 'a'},
                                          {"json", no_argument, NULL, 'j'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     const char *address = getenv("SERVE_ADDRESS");
-    int c, as_json = 0;
+    int c;
     while ((c = getopt_long(argc, argv, "a:h", opts, NULL)) != -1) {
-        if (c == 'a')
+        if (c == 'a') {
             address = optarg;
-        else if (c == 'j')
-            as_json = 1;
-        else {
-            fputs(usage_status, c == 'h' ? stdout : stderr);
+        } else if (c == 'j' && json_printer) {
+            printer = json_printer;
+        } else {
+            fputs(usage, c == 'h' ? stdout : stderr);
             return c == 'h' ? 0 : EXIT_USAGE;
         }
     }
     if (optind != argc) {
-        fputs(usage_status, stderr);
+        fputs(usage, stderr);
         return EXIT_USAGE;
     }
     ipc_buf body = {0};
@@ -142,10 +180,7 @@ int cli_status(int argc, char **argv)
     json_t *doc = status > 0 ? json_loads(body.data, 0, NULL) : NULL;
     int rc = EXIT_RUNTIME;
     if (status == 200 && json_is_object(doc)) {
-        if (as_json)
-            printf("%s\n", body.data);
-        else
-            print_status(doc);
+        printer(doc);
         rc = 0;
     } else if (status > 0) {
         const char *why = json_string_value(json_object_get(doc, "error"));
@@ -154,4 +189,14 @@ int cli_status(int argc, char **argv)
     json_decref(doc);
     ipc_buf_free(&body);
     return rc;
+}
+
+int cli_status(int argc, char **argv)
+{
+    return run_status_command(argc, argv, usage_status, print_status, print_raw);
+}
+
+int cli_config(int argc, char **argv)
+{
+    return run_status_command(argc, argv, usage_config, print_config, NULL);
 }

@@ -8,4 +8,8 @@
    deployments and replicas. Returns the process exit code. */
 int cli_status(int argc, char **argv);
 
+/* `serve config [-a ADDRESS]`: print the config the applications were
+   deployed with. Returns the process exit code. */
+int cli_config(int argc, char **argv);
+
 #endif

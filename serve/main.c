@@ -38,6 +38,8 @@ static const char usage_main[] =
     "                 foreground; Ctrl-C drains requests and stops cleanly\n"
     "  status         show the applications, deployments and replicas of a\n"
     "                 running serve (through its admin API)\n"
+    "  config         print the config the applications of a running serve\n"
+    "                 were deployed with\n"
     "\n"
     "options:\n"
     "  -h, --help     show this help (also: serve <command> --help)\n"
@@ -212,6 +214,7 @@ int main(int argc, char **argv)
     log_level_from_env();
     if (strcmp(cmd, "run") == 0) return cmd_run(argc - 1, argv + 1);
     if (strcmp(cmd, "status") == 0) return cli_status(argc - 1, argv + 1);
+    if (strcmp(cmd, "config") == 0) return cli_config(argc - 1, argv + 1);
     if (strcmp(cmd, "__replica") == 0) return replica_main();
     fprintf(stderr, "serve: unknown command '%s'\n\n%s", cmd, usage_main);
     return EXIT_USAGE;

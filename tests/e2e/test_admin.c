@@ -155,6 +155,24 @@ Test(admin, serve_status_prints_each_app_deployment_and_replica)
     }
 }
 
+Test(admin, serve_config_prints_the_deployed_config_in_the_run_schema)
+{
+    h_serve *s = serve_up("/echo", "", ECHO2);
+    static char out[65536];
+    char addr[64];
+    snprintf(addr, sizeof(addr), "http://127.0.0.1:%d", s->admin_port);
+    const char *args[] = {"config", "-a", addr, NULL};
+    cr_assert_eq(run_serve(s, NULL, args, out), 0, "%s", out);
+    json_t *doc = json_loads(out, 0, NULL);
+    cr_assert(json_is_object(doc), "not JSON: %s", out);
+    json_t *app = json_array_get(json_object_get(doc, "applications"), 0);
+    cr_expect_str_eq(jstr(app, "name"), "echo");
+    cr_expect_str_eq(jstr(app, "plugin"), "echo.so");
+    json_t *dep = json_array_get(json_object_get(app, "deployments"), 0);
+    cr_expect_eq(json_integer_value(json_object_get(dep, "num_replicas")), 2);
+    json_decref(doc);
+}
+
 Test(admin, serve_status_without_a_server_says_so_and_fails)
 {
     h_serve *s = serve_up(NULL, "", ECHO2);
