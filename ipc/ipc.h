@@ -40,6 +40,9 @@ typedef enum ipc_type {
     IPC_READY = 2,  /* replica -> ctl: init done, serving */
     IPC_FAILED = 3, /* replica -> ctl: text; load or init failed, exiting */
     IPC_STOP = 4,   /* ctl -> replica: finish running requests, finalize, exit */
+    IPC_RECONFIGURE = 5,  /* ctl -> replica: a new user_config (JSON text) */
+    IPC_RECONFIGURED = 6, /* replica -> ctl: applied (flags 0) or refused (flags
+                             IPC_FLAG_FAILED, payload: the plugin's message) */
     /* data channel */
     IPC_REQUEST = 16,       /* router -> replica: encoded serve_request */
     IPC_RESPONSE = 17,      /* replica -> router: encoded response */
@@ -125,6 +128,7 @@ typedef struct ipc_response {
 
 /* Flags of a RESPONSE frame that ends a stream. */
 #define IPC_FLAG_ABORTED 1 /* the handler failed after streaming began */
+#define IPC_FLAG_FAILED  1 /* RECONFIGURED: reconfigure returned an error */
 
 int ipc_response_encode(ipc_buf *b, uint64_t id, int status, const serve_header *headers,
                         size_t n_headers, const void *body, size_t body_len);

@@ -85,6 +85,10 @@ typedef struct replica {
        loop thread runs requests itself: see on_data_frame. */
     uint64_t handle_ns;
     int streams;           /* the handler streams: never run it inline (done_mu) */
+    int reconfiguring;     /* loop thread: a reconfigure holds the write lock */
+    uv_work_t reconf_work; /* runs reconfigure on the thread pool */
+    char *reconf_json;     /* the user_config being applied */
+    char reconf_error[REPLICA_ERR_LEN];
     pthread_t loop_thread; /* needs no async wake-up to see `done` */
 } replica;
 
@@ -336,7 +340,7 @@ static int run_inline(replica *r, const ipc_frame *f)
     pthread_mutex_lock(&r->mu);
     int idle = r->n_queued == 0;
     pthread_mutex_unlock(&r->mu);
-    if (!fast || !idle) return 0;
+    if (!fast || !idle || r->reconfiguring) return 0; /* never block the loop on the lock */
     r->ongoing++;
     run_job(r, f->id, f->payload, f->len);
     on_wake(&r->wake); /* forward now, in this loop turn */
@@ -478,6 +482,60 @@ static int handle_init(replica *r, const ipc_frame *f)
 
 /* ---- Control channel and shutdown -------------------------------------- */
 
+/* Thread pool: apply a new user_config with the plugin to itself. */
+static void reconf_work(uv_work_t *w)
+{
+    replica *r = w->data;
+    const serve_deployment *dep = r->plugin.dep;
+    r->reconf_error[0] = '\0';
+    if (!dep->reconfigure) {
+        snprintf(r->reconf_error, sizeof(r->reconf_error),
+                 "%s: user_config is set but the deployment has no reconfigure callback",
+                 r->ctx.deployment);
+        return;
+    }
+    pthread_rwlock_wrlock(&r->plugin_lock); /* waits for running requests */
+    api_clear_error();
+    if (dep->reconfigure(r->state, r->reconf_json) != 0)
+        snprintf(r->reconf_error, sizeof(r->reconf_error), "%s: reconfigure failed: %s",
+                 r->ctx.deployment, api_last_error()[0] ? api_last_error() : "(no message)");
+    pthread_rwlock_unlock(&r->plugin_lock);
+}
+
+static void reconf_done(uv_work_t *w, int status)
+{
+    replica *r = w->data;
+    r->reconfiguring = 0;
+    free(r->reconf_json);
+    r->reconf_json = NULL;
+    if (r->reconf_error[0]) log_error("%s", r->reconf_error);
+    if (r->stop_requested) {
+        replica_stop(r);
+        return;
+    }
+    if (!r->control) return;
+    ipc_buf *out = ipc_conn_out(r->control);
+    size_t start = ipc_frame_begin(out, IPC_RECONFIGURED, 0);
+    if (!out->oom) out->data[start + 5] = r->reconf_error[0] ? IPC_FLAG_FAILED : 0;
+    ipc_buf_put(out, r->reconf_error, strlen(r->reconf_error));
+    ipc_frame_end(out, start);
+    ipc_conn_flush_later(r->control);
+}
+
+/* RECONFIGURE: the controller sends one at a time and waits for the
+   answer, so a second one never arrives while the first runs. */
+static void handle_reconfigure(replica *r, const ipc_frame *f)
+{
+    if (r->phase != PHASE_SERVING || r->reconfiguring ||
+        !(r->reconf_json = strndup(f->payload, f->len))) {
+        log_warn("RECONFIGURE ignored (not serving, busy, or out of memory)");
+        return;
+    }
+    r->reconfiguring = 1;
+    r->reconf_work.data = r;
+    uv_queue_work(&r->loop, &r->reconf_work, reconf_work, reconf_done);
+}
+
 static void on_control_frame(ipc_conn *c, const ipc_frame *f)
 {
     replica *r = ipc_conn_data(c);
@@ -489,6 +547,8 @@ static void on_control_frame(ipc_conn *c, const ipc_frame *f)
         }
     } else if (f->type == IPC_STOP) {
         replica_stop(r);
+    } else if (f->type == IPC_RECONFIGURE) {
+        handle_reconfigure(r, f);
     } else {
         log_warn("unexpected control frame type %d; ignored", f->type);
     }
@@ -514,8 +574,8 @@ static void on_sigterm(uv_signal_t *h, int signum)
  */
 static void replica_stop(replica *r)
 {
-    if (r->phase == PHASE_INITIALIZING) {
-        r->stop_requested = 1; /* init cannot be interrupted: init_done stops */
+    if (r->phase == PHASE_INITIALIZING || r->reconfiguring) {
+        r->stop_requested = 1; /* cannot be interrupted: init_done or reconf_done stops */
         return;
     }
     r->phase = PHASE_STOPPING;
