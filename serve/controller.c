@@ -13,6 +13,7 @@
 #include <inttypes.h>
 #include <jansson.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,6 +48,8 @@ typedef struct rep {
     rep_state state;
     int refs;
     double start_time_s; /* wall clock, for status */
+    int config_gen;      /* the deployment's user_config generation it has */
+    int reconfiguring;   /* a RECONFIGURE is out, its answer awaited */
 } rep;
 
 struct ctl_dep {
@@ -61,6 +64,8 @@ struct ctl_dep {
     int start_failures;
     double backoff_s;
     uv_timer_t restart_timer;
+    int config_gen;    /* bumped by each live change of user_config */
+    char message[512]; /* why the deployment is unhealthy, or "" */
 };
 
 struct ctl {
@@ -153,6 +158,37 @@ static void log_if_all_ready(ctl *c)
 
 /* ---- Events of one replica --------------------------------------------- */
 
+/* Bring a running replica to the deployment's user_config: one RECONFIGURE
+   at a time; its answer sends the next if the config changed meanwhile. */
+static void send_user_config(rep *p)
+{
+    ctl_dep *d = p->dep;
+    const char *uc = d->cfg->user_config_json;
+    if (p->state != REP_RUNNING || p->reconfiguring || !p->control || !uc ||
+        p->config_gen == d->config_gen)
+        return;
+    p->reconfiguring = d->config_gen;
+    ipc_conn_send(p->control, IPC_RECONFIGURE, 0, uc, strlen(uc));
+}
+
+static void on_reconfigured(rep *p, const ipc_frame *f)
+{
+    ctl_dep *d = p->dep;
+    int gen = p->reconfiguring;
+    p->reconfiguring = 0;
+    if (f->flags & IPC_FLAG_FAILED) {
+        /* The plugin refused it: the deployment is unhealthy with its
+           message, and the replica keeps its previous config. */
+        snprintf(d->message, sizeof(d->message), "%.*s", (int)f->len, f->payload);
+        log_error("%s/%s: replica %s: %s", d->app->name, d->cfg->name, p->id, d->message);
+        p->config_gen = gen; /* do not retry the same config */
+        return;
+    }
+    p->config_gen = gen;
+    log_info("%s/%s: replica %s reconfigured", d->app->name, d->cfg->name, p->id);
+    send_user_config(p);
+}
+
 static void on_ready(rep *p)
 {
     ctl_dep *d = p->dep;
@@ -172,6 +208,7 @@ static void on_ready(rep *p)
     }
     p->refs++;
     set_state(p, REP_RUNNING);
+    send_user_config(p);
     d->ever_ready = 1;
     d->start_failures = 0;
     d->backoff_s = CTL_BACKOFF_MIN_S;
@@ -185,6 +222,8 @@ static void on_control_frame(ipc_conn *conn, const ipc_frame *f)
     ctl_dep *d = p->dep;
     if (f->type == IPC_READY && p->state == REP_STARTING) {
         on_ready(p);
+    } else if (f->type == IPC_RECONFIGURED) {
+        on_reconfigured(p, f);
     } else if (f->type == IPC_FAILED) {
         char msg[1200];
         snprintf(msg, sizeof(msg), "%s/%s: replica %s failed to start: %.*s", d->app->name,
@@ -252,6 +291,13 @@ static void on_proc_exit(uv_process_t *proc, int64_t status, int signum)
     if (!c->stopping && was != REP_STOPPING) schedule_restart(d, was);
 }
 
+/* A retired replica has answered everything it ran: it may stop now. */
+static void on_backend_drained(void *data, void *arg)
+{
+    rep *p = data;
+    if (p->control) ipc_conn_send(p->control, IPC_STOP, 0, NULL, 0);
+}
+
 /* The router let go of a backend (after removal or a closed socket). */
 static void on_backend_closed(void *data, void *arg)
 {
@@ -297,6 +343,7 @@ static int spawn_replica(ctl_dep *d)
     p->dep = d;
     p->data_fd = -1;
     p->start_time_s = wall_clock_s();
+    p->config_gen = d->config_gen;
     p->state = REP_EXITED; /* set_state below counts it in */
     p->proc.data = p;
     /* seed + counter mod 2^32 through a bijection: unique for 2^32 starts */
@@ -348,8 +395,38 @@ fail_sockets:
 }
 
 /* Start replicas until the deployment has its target count. */
+/* The replica to let go first when scaling down: one still starting, else
+   the newest (replicas are listed newest first). */
+static rep *scale_down_victim(ctl_dep *d)
+{
+    rep *newest = NULL;
+    for (rep *p = d->reps; p; p = p->next) {
+        if (p->state == REP_STARTING) return p;
+        if (p->state == REP_RUNNING && !newest) newest = p;
+    }
+    return newest;
+}
+
+/* Take a replica out of service gracefully: the router stops sending it
+   requests, and once it has answered those it runs (on_backend_drained)
+   it is told to STOP. A replica still starting is told at once. */
+static void retire(rep *p)
+{
+    ctl_dep *d = p->dep;
+    log_info("%s/%s: replica %s stopping (scaling down)", d->app->name, d->cfg->name, p->id);
+    rep_state was = p->state;
+    set_state(p, REP_STOPPING);
+    if (was == REP_RUNNING && p->backend)
+        router_retire_backend(d->c->router, p->backend);
+    else if (p->control)
+        ipc_conn_send(p->control, IPC_STOP, 0, NULL, 0);
+}
+
 static void reconcile(ctl_dep *d)
 {
+    rep *victim;
+    while (!d->c->stopping && d->n_active > d->cfg->num_replicas && (victim = scale_down_victim(d)))
+        retire(victim);
     while (!d->c->stopping && d->n_active < d->cfg->num_replicas) {
         int rc = spawn_replica(d);
         if (rc < 0) {
@@ -469,6 +546,104 @@ static void on_signal(uv_signal_t *h, int signum)
     ctl_shutdown(h->data);
 }
 
+/* ---- Live changes ------------------------------------------------------ */
+
+static int differs(const char *x, const char *y)
+{
+    return (x == NULL) != (y == NULL) || (x && strcmp(x, y) != 0);
+}
+
+#define CTL_LIVE_FIELDS "num_replicas, user_config, max_ongoing_requests, max_queued_requests"
+
+/* Set err to "FIELD: ..." and return 1 when `changed`. */
+static int refuse(int changed, char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static int refuse(int changed, char *err, size_t errlen, const char *fmt, ...)
+{
+    if (!changed) return 0;
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+    if (n >= 0 && (size_t)n < errlen)
+        snprintf(err + n, errlen - (size_t)n,
+                 ": cannot change while serving in this version (restart serve run); "
+                 "these change live: " CTL_LIVE_FIELDS);
+    return 1;
+}
+
+/* Does `b` keep everything of `a` that this version cannot change while it
+   serves (processes, sockets, routes, code)? If not, err names the field. */
+static int same_shape(const cfg_config *a, const cfg_config *b, char *err, size_t errlen)
+{
+    if (refuse(differs(a->http_host, b->http_host) || a->http_port != b->http_port ||
+                   a->max_body_bytes != b->max_body_bytes ||
+                   a->max_header_bytes != b->max_header_bytes ||
+                   a->request_timeout_s != b->request_timeout_s || a->access_log != b->access_log,
+               err, errlen, "http_options") ||
+        refuse(differs(a->admin_host, b->admin_host) || a->admin_port != b->admin_port ||
+                   differs(a->admin_auth_token, b->admin_auth_token),
+               err, errlen, "admin") ||
+        refuse(a->n_apps != b->n_apps, err, errlen, "applications"))
+        return 0;
+    for (size_t i = 0; i < a->n_apps; i++) {
+        const cfg_app *x = &a->apps[i], *y = &b->apps[i];
+        if (refuse(differs(x->name, y->name), err, errlen, "applications[%zu].name", i) ||
+            refuse(differs(x->route_prefix, y->route_prefix), err, errlen,
+                   "applications[%zu].route_prefix", i) ||
+            refuse(differs(x->plugin, y->plugin), err, errlen, "applications[%zu].plugin", i) ||
+            refuse(differs(x->ingress, y->ingress), err, errlen, "applications[%zu].ingress", i) ||
+            refuse(x->n_deployments != y->n_deployments, err, errlen,
+                   "applications[%zu].deployments", i))
+            return 0;
+        for (size_t j = 0; j < x->n_deployments; j++)
+            if (refuse(differs(x->deployments[j].name, y->deployments[j].name), err, errlen,
+                       "applications[%zu].deployments[%zu].name", i, j) ||
+                refuse(differs(x->deployments[j].init_args_json, y->deployments[j].init_args_json),
+                       err, errlen, "applications[%zu].deployments[%zu].init_args", i, j))
+                return 0;
+    }
+    return 1;
+}
+
+/* Apply one deployment's new settings to its pool and replicas. */
+static void apply_deployment(ctl_dep *d, const cfg_app *app, const cfg_deployment *next)
+{
+    int user_config_changed = differs(d->cfg->user_config_json, next->user_config_json);
+    d->app = app;
+    d->cfg = next;
+    router_pool_configure(d->pool, next->max_ongoing_requests, next->max_queued_requests);
+    if (user_config_changed) {
+        d->config_gen++;
+        d->message[0] = '\0';
+        for (rep *p = d->reps; p; p = p->next) send_user_config(p);
+    }
+    reconcile(d);
+}
+
+int ctl_apply(ctl *c, cfg_config *next, char *err, size_t errlen)
+{
+    int rc = -ENOTSUP;
+    if (c->stopping) {
+        snprintf(err, errlen, "shutting down");
+        rc = -ECANCELED;
+    } else if (same_shape(c->cfg, next, err, errlen)) {
+        size_t k = 0; /* deps were made in config order: app by app */
+        for (size_t i = 0; i < next->n_apps; i++)
+            for (size_t j = 0; j < next->apps[i].n_deployments; j++)
+                apply_deployment(&c->deps[k++], &next->apps[i], &next->apps[i].deployments[j]);
+        cfg_config *old = c->cfg;
+        c->cfg = next;
+        next = old; /* freed below */
+        c->deployed_time_s = wall_clock_s();
+        c->all_ready_logged = 0;
+        log_if_all_ready(c);
+        rc = 0;
+    }
+    cfg_free(next);
+    return rc;
+}
+
 /* ---- Status ------------------------------------------------------------ */
 
 static json_t *replica_status(const rep *p)
@@ -483,10 +658,12 @@ static json_t *deployment_status(const ctl_dep *d)
 {
     json_t *reps = json_array();
     for (const rep *p = d->reps; p; p = p->next) json_array_append_new(reps, replica_status(p));
-    int healthy = d->n_running >= d->cfg->num_replicas;
-    return json_pack("{s:s, s:s, s:s, s:i, s:o}", "name", d->cfg->name, "status",
-                     healthy ? "HEALTHY" : "UPDATING", "message", "", "target_num_replicas",
-                     d->cfg->num_replicas, "replicas", reps);
+    const char *status =
+        d->message[0]                                                                 ? "UNHEALTHY"
+        : d->n_running == d->cfg->num_replicas && d->n_active == d->cfg->num_replicas ? "HEALTHY"
+                                                                                      : "UPDATING";
+    return json_pack("{s:s, s:s, s:s, s:i, s:o}", "name", d->cfg->name, "status", status, "message",
+                     d->message, "target_num_replicas", d->cfg->num_replicas, "replicas", reps);
 }
 
 /* The app's object from the config document as it was deployed. */
@@ -502,13 +679,17 @@ static json_t *app_status(const ctl *c, size_t index)
 {
     const cfg_app *a = &c->cfg->apps[index];
     json_t *deps = json_object();
-    int running = 1;
+    int running = 1, unhealthy = 0;
     for (size_t i = 0; i < c->n_deps; i++) {
         if (c->deps[i].app != a) continue;
         running &= c->deps[i].n_running >= c->deps[i].cfg->num_replicas;
+        unhealthy |= c->deps[i].message[0] != '\0';
         json_object_set_new(deps, c->deps[i].cfg->name, deployment_status(&c->deps[i]));
     }
-    const char *status = c->stopping ? "DELETING" : running ? "RUNNING" : "DEPLOYING";
+    const char *status = c->stopping ? "DELETING"
+                         : unhealthy ? "UNHEALTHY"
+                         : running   ? "RUNNING"
+                                     : "DEPLOYING";
     return json_pack("{s:s, s:s, s:s, s:s, s:f, s:o, s:o}", "name", a->name, "route_prefix",
                      a->route_prefix, "status", status, "message", "", "last_deployed_time_s",
                      c->deployed_time_s, "deployed_app_config", deployed_app_config(c, index),
@@ -605,6 +786,7 @@ int ctl_start(uv_loop_t *loop, cfg_config *cfg, const char *exe, ctl_done_cb don
                          .request_timeout_s = cfg->request_timeout_s,
                          .access_log = cfg->access_log,
                          .on_backend_closed = on_backend_closed,
+                         .on_backend_drained = on_backend_drained,
                          .cb_arg = c};
     rc = router_start(loop, &ro, &c->router, err, errlen);
     if (rc < 0) goto fail_router;

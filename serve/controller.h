@@ -40,6 +40,17 @@ int ctl_start(uv_loop_t *loop, cfg_config *cfg, const char *exe, ctl_done_cb don
    with its replicas (id, state, pid, start time). A new reference. */
 json_t *ctl_status(const ctl *c);
 
+/*
+ * Apply a new config to the running controller (ownership of `next`
+ * passes, even on failure). This version changes live, without a restart:
+ * num_replicas (scale up; scale down by draining the newest replicas),
+ * user_config (reconfigure on every replica, one at a time per replica),
+ * max_ongoing_requests and max_queued_requests. Anything else that differs
+ * (the apps and their deployments, plugins, init_args, routes, http_options,
+ * admin) is refused whole: -ENOTSUP with the field named in `err`.
+ */
+int ctl_apply(ctl *c, cfg_config *next, char *err, size_t errlen);
+
 /* Begin a graceful shutdown (idempotent; a second call stops replicas at
    once). The done callback follows; the ctl is freed after it returns. */
 void ctl_shutdown(ctl *c);
