@@ -46,13 +46,17 @@ static const char usage_main[] =
     "  --version      print the version\n";
 
 static const char usage_run[] =
-    "usage: serve run [options] CONFIG\n"
+    "usage: serve run [--watch] [options] CONFIG\n"
     "\n"
     "Start the HTTP proxy on http_options.host:port and num_replicas replica\n"
     "processes for every deployment in CONFIG, then serve until SIGINT or SIGTERM.\n"
     "A bad config is refused before anything starts, naming the field.\n"
     "\n"
     "options:\n"
+    "  --watch             re-apply CONFIG whenever it is saved; a broken or\n"
+    "                      unsupported change is reported and the running\n"
+    "                      state kept. Live: num_replicas, user_config,\n"
+    "                      max_ongoing_requests, max_queued_requests\n"
     "  --log-level LEVEL   debug, info (default), warn, error, off\n"
     "  -h, --help          show this help\n"
     "\n"
@@ -61,10 +65,19 @@ static const char usage_run[] =
     "  SERVE_PLUGIN_PATH   colon-separated folders where relative plugin paths are\n"
     "                      looked up after the config file's own folder\n";
 
-static void on_done(void *arg, int exit_code)
-{
-    *(int *)arg = exit_code;
-}
+#define WATCH_DEBOUNCE_MS 200 /* an editor's save is several events */
+
+/* serve run's state: the controller, and the watch of the config file. */
+typedef struct run_state {
+    ctl *controller;
+    int exit_code;
+    const char *config_path;
+    const char *exe;
+    int watching;
+    uv_fs_event_t event;
+    uv_timer_t debounce;
+    char base[PATH_MAX];
+} run_state;
 
 /* Replicas, sockets and client connections all need descriptors: take the
    hard limit rather than the often tiny default soft limit. */
@@ -142,12 +155,60 @@ static void log_level_from_env(void)
     if (level >= 0) log_min_level = (log_level)level;
 }
 
+/* ---- serve run --watch ------------------------------------------------- */
+
+static void on_debounced(uv_timer_t *t)
+{
+    run_state *s = t->data;
+    char err[CFG_ERR_LEN];
+    cfg_config *next = load_config(s->config_path, s->exe);
+    if (!next)
+        log_warn("%s not applied; still serving the previous config", s->config_path);
+    else if (ctl_apply(s->controller, next, err, sizeof(err)) != 0)
+        log_error("%s not applied: %s; still serving the previous config", s->config_path, err);
+    else
+        log_info("%s applied", s->config_path);
+}
+
+/* Editors save by writing in place or by renaming a new file over the old
+   one: watch the folder and react to any event on the file's name. */
+static void on_config_event(uv_fs_event_t *h, const char *filename, int events, int status)
+{
+    run_state *s = h->data;
+    if (status == 0 && filename && strcmp(filename, s->base) == 0)
+        uv_timer_start(&s->debounce, on_debounced, WATCH_DEBOUNCE_MS, 0);
+}
+
+static int watch_start(uv_loop_t *loop, run_state *s)
+{
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof(dir), "%s", s->config_path);
+    snprintf(s->base, sizeof(s->base), "%s", basename(dir));
+    snprintf(dir, sizeof(dir), "%s", s->config_path);
+    uv_fs_event_init(loop, &s->event);
+    uv_timer_init(loop, &s->debounce);
+    s->event.data = s->debounce.data = s;
+    s->watching = 1;
+    return uv_fs_event_start(&s->event, on_config_event, dirname(dir), 0);
+}
+
+static void on_done(void *arg, int exit_code)
+{
+    run_state *s = arg;
+    s->exit_code = exit_code;
+    if (!s->watching) return;
+    s->watching = 0;
+    uv_close((uv_handle_t *)&s->event, NULL);
+    uv_close((uv_handle_t *)&s->debounce, NULL);
+}
+
 static int cmd_run(int argc, char **argv)
 {
     static const struct option opts[] = {{"help", no_argument, NULL, 'h'},
                                          {"log-level", required_argument, NULL, 'l'},
+                                         {"watch", no_argument, NULL, 'w'},
                                          {NULL, 0, NULL, 0}};
-    int c, level;
+    int c, level, watch = 0;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
         case 'h':
@@ -160,6 +221,9 @@ static int cmd_run(int argc, char **argv)
             }
             log_min_level = (log_level)level;
             setenv("SERVE_LOG_LEVEL", optarg, 1); /* replicas inherit it */
+            break;
+        case 'w':
+            watch = 1;
             break;
         default:
             fputs(usage_run, stderr);
@@ -184,16 +248,18 @@ static int cmd_run(int argc, char **argv)
 
     uv_loop_t loop;
     uv_loop_init(&loop);
-    int exit_code = 0;
-    ctl *controller;
-    if (ctl_start(&loop, cfg, exe, on_done, &exit_code, &controller, err, sizeof(err)) != 0) {
+    run_state s = {.config_path = argv[optind], .exe = exe};
+    if (ctl_start(&loop, cfg, exe, on_done, &s, &s.controller, err, sizeof(err)) != 0) {
         fprintf(stderr, "serve: %s\n", err);
-        exit_code = EXIT_RUNTIME;
+        s.exit_code = EXIT_RUNTIME;
+    } else if (watch && (level = watch_start(&loop, &s)) < 0) {
+        log_error("--watch: cannot watch %s: %s", s.config_path, uv_strerror(level));
+        ctl_shutdown(s.controller);
     }
     uv_run(&loop, UV_RUN_DEFAULT);
     int rc = uv_loop_close(&loop);
     if (rc != 0) log_warn("event loop closed with handles open: %s", uv_strerror(rc));
-    return exit_code ? EXIT_RUNTIME : 0;
+    return s.exit_code ? EXIT_RUNTIME : 0;
 }
 
 int main(int argc, char **argv)
