@@ -4,6 +4,9 @@
 #include "expect.h"
 
 #include <criterion/criterion.h>
+#include <curl/curl.h>
+#include <stdio.h>
+#include <string.h>
 
 h_serve *serve_up(const char *ready_path, const char *http_extra, const char *apps)
 {
@@ -56,4 +59,34 @@ const char *jstr(json_t *obj, const char *key)
 {
     const char *v = json_string_value(json_object_get(obj, key));
     return v ? v : "";
+}
+
+static size_t collect(char *data, size_t size, size_t n, void *arg)
+{
+    strncat(arg, data, size * n < 65535 - strlen(arg) ? size * n : 65535 - strlen(arg));
+    return size * n;
+}
+
+long admin_request(const h_serve *s, const char *method, const char *token, char *body)
+{
+    char url[128], auth[256];
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/api/serve/applications/", s->admin_port);
+    body[0] = '\0';
+    CURL *e = curl_easy_init();
+    struct curl_slist *h = NULL;
+    if (token) {
+        snprintf(auth, sizeof(auth), "Authorization: Bearer %s", token);
+        h = curl_slist_append(h, auth);
+    }
+    curl_easy_setopt(e, CURLOPT_URL, url);
+    curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, h);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, collect);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, body);
+    curl_easy_setopt(e, CURLOPT_TIMEOUT, 10L);
+    long status = -1;
+    if (curl_easy_perform(e) == CURLE_OK) curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
+    curl_slist_free_all(h);
+    curl_easy_cleanup(e);
+    return status;
 }

@@ -44,4 +44,9 @@ json_t *body_json(const h_serve *s, const h_response *r);
 /* A string member of `obj`, or "" when absent or not a string. */
 const char *jstr(json_t *obj, const char *key);
 
+/* METHOD /api/serve/applications/ on the admin port, with a bearer token
+   if given; the body lands in `body` (64 KiB). Returns the HTTP status, or
+   -1 without an answer. */
+long admin_request(const h_serve *s, const char *method, const char *token, char *body);
+
 #endif

@@ -1,0 +1,139 @@
+/*
+ * test_live.c - live config changes with `serve run --watch`: scaling,
+ * user_config, and edits that are refused, without dropping requests.
+ */
+#include <criterion/criterion.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "expect.h"
+#include "harness.h"
+
+TestSuite(live, .fini = h_cleanup_all, .timeout = TEST_TIMEOUT_S);
+
+/* (Re)write the config: hello at `prefix` with n replicas and a greeting
+   (a JSON value, e.g. "\"Hi\"" or "42"). */
+static void write_hello(h_serve *s, const char *prefix, int n, const char *greeting)
+{
+    cr_assert_eq(
+        h_serve_write_config(s,
+                             "{\"http_options\": {\"port\": %d}, \"admin\": {\"port\": %d},"
+                             " \"applications\": [{\"name\": \"hello\", \"route_prefix\": "
+                             "\"%s\", \"plugin\": \"hello.so\", \"deployments\": [{\"name\":"
+                             " \"Hello\", \"num_replicas\": %d, \"user_config\": "
+                             "{\"greeting\": %s}}]}]}",
+                             s->port, s->admin_port, prefix, n, greeting),
+        0);
+}
+
+static h_serve *start_watched(int n, const char *greeting)
+{
+    h_serve *s = h_serve_new();
+    write_hello(s, "/hello", n, greeting);
+    const char *args[] = {"--watch", NULL};
+    cr_assert_eq(h_serve_start_args(s, args), 0);
+    cr_assert_eq(h_serve_wait_ready(s, "/hello", READY_TIMEOUT_S), 0, "%s", LOG(s));
+    return s;
+}
+
+/* Wait until the log holds `text` `times` times (or fail). */
+static void wait_log(const h_serve *s, const char *text, int times)
+{
+    for (int i = 0; i < 500; i++) {
+        char *log = h_serve_log(s);
+        int n = 0;
+        for (const char *p = log; p && (p = strstr(p, text)); p++) n++;
+        free(log);
+        if (n >= times) return;
+        h_sleep_ms(10);
+    }
+    cr_assert_fail("'%s' not logged %d times:\n%s", text, times, LOG(s));
+}
+
+/* All answers of `n` GET /hello, joined. */
+static void greetings(h_serve *s, int n, char *out, size_t size)
+{
+    out[0] = '\0';
+    for (int i = 0; i < n; i++) {
+        h_response r;
+        get_expect(s, "/hello", 200, &r);
+        strncat(out, r.body, size - strlen(out) - 1);
+        h_response_free(&r);
+    }
+}
+
+Test(live, scaling_up_and_down_keeps_the_first_replica_and_drops_no_request)
+{
+    h_serve *s = start_watched(1, "\"Hi\"");
+    pid_t first[H_MAX_REPLICAS], three[H_MAX_REPLICAS], now[H_MAX_REPLICAS];
+    cr_assert_eq(h_serve_wait_replicas(s, 1, 5, first), 0);
+    write_hello(s, "/hello", 3, "\"Hi\"");
+    cr_assert_eq(h_serve_wait_replicas(s, 3, 5, three), 0, "%s", LOG(s));
+    cr_expect(h_pid_in(first[0], three, 3), "scaling up replaced the first replica");
+    wait_log(s, "applied", 1);
+    /* Scale down while requests flow: every one must succeed. */
+    write_hello(s, "/hello", 1, "\"Hi\"");
+    char out[8192];
+    for (int k = 0; k < 10; k++) greetings(s, 5, out, sizeof(out));
+    cr_assert_eq(h_serve_wait_replicas(s, 1, 5, now), 0, "%s", LOG(s));
+    cr_expect_eq(now[0], first[0], "the oldest replica is the one kept");
+    /* A replica on its way out is no longer listed (its cmdline is gone)
+       a moment before it is dead: give the exit a bounded moment. */
+    for (int i = 0; i < 3; i++) {
+        if (three[i] == first[0]) continue;
+        for (int t = 0; t < 200 && h_pid_alive(three[i]); t++) h_sleep_ms(10);
+        cr_expect(!h_pid_alive(three[i]), "removed replica %d still runs", (int)three[i]);
+    }
+}
+
+Test(live, a_new_user_config_reaches_every_replica_without_a_restart)
+{
+    h_serve *s = start_watched(2, "\"Hi\"");
+    pid_t before[H_MAX_REPLICAS], after[H_MAX_REPLICAS];
+    cr_assert_eq(h_serve_wait_replicas(s, 2, 5, before), 0);
+    wait_log(s, "is running at", 1);
+    write_hello(s, "/hello", 2, "\"Bonjour\"");
+    wait_log(s, "reconfigured", 2);
+    char out[8192];
+    greetings(s, 20, out, sizeof(out));
+    cr_expect(!strstr(out, "Hi,"), "an old greeting is still served: %s", out);
+    cr_expect(strstr(out, "Bonjour, world!"), "%s", out);
+    cr_assert_eq(h_serve_wait_replicas(s, 2, 1, after), 0);
+    for (int i = 0; i < 2; i++)
+        cr_expect(h_pid_in(before[i], after, 2), "replica %d was restarted", (int)before[i]);
+}
+
+Test(live, a_rejected_user_config_marks_the_deployment_unhealthy_and_keeps_serving)
+{
+    h_serve *s = start_watched(1, "\"Hi\"");
+    write_hello(s, "/hello", 1, "42"); /* hello wants a string */
+    wait_log(s, "reconfigure failed", 1);
+    char out[8192];
+    greetings(s, 3, out, sizeof(out));
+    cr_expect(strstr(out, "Hi, world!"), "the previous config must stay: %s", out);
+    static char body[65536];
+    cr_assert_eq(admin_request(s, "GET", NULL, body), 200);
+    json_t *doc = json_loads(body, 0, NULL);
+    json_t *app = json_object_get(json_object_get(doc, "applications"), "hello");
+    json_t *dep = json_object_get(json_object_get(app, "deployments"), "Hello");
+    cr_expect_str_eq(jstr(app, "status"), "UNHEALTHY", "%s", body);
+    cr_expect_str_eq(jstr(dep, "status"), "UNHEALTHY", "%s", body);
+    cr_expect(strstr(jstr(dep, "message"), "greeting: must be a string"), "%s", body);
+    json_decref(doc);
+}
+
+Test(live, a_broken_or_unsupported_edit_is_reported_and_the_old_config_kept)
+{
+    h_serve *s = start_watched(1, "\"Hi\"");
+    wait_log(s, "is running at", 1);
+    char path[H_PATH_MAX];
+    cr_assert_eq(h_serve_write_file(s, "config.json", "{\"broken", 8, path), 0);
+    wait_log(s, "not applied; still serving the previous config", 1);
+    write_hello(s, "/elsewhere", 1, "\"Hi\"");
+    wait_log(s, "applications[0].route_prefix: cannot change while serving", 1);
+    char out[8192];
+    greetings(s, 3, out, sizeof(out));
+    cr_expect(strstr(out, "Hi, world!"), "%s", out);
+}
