@@ -10,9 +10,18 @@
 #include <string.h>
 
 #include "common/httpd.h"
+#include "ipc/ipc.h"
+#include "serve/config.h"
 #include "serve/controller.h"
 
 #define ADMIN_APPS_PATH "/api/serve/applications/"
+#define ADMIN_MAX_BODY  (1u << 20) /* a config larger than this is a mistake */
+
+/* One admin request: its body, collected across upload calls. */
+typedef struct admin_req {
+    ipc_buf body;
+    int too_large;
+} admin_req;
 
 struct admin {
     httpd *http;
@@ -68,19 +77,62 @@ static enum MHD_Result reply_error(struct MHD_Connection *conn, unsigned status,
     return reply(conn, status, json_pack("{s:s}", "error", why));
 }
 
+/*
+ * PUT: the whole desired config, as in Ray Serve. It is checked as a file
+ * is at start (plugins must resolve inside the plugin folders), then
+ * applied: 200 once ctl_apply accepted it (replicas then start, stop or
+ * reconfigure in the background); 400 naming the field otherwise.
+ */
+static enum MHD_Result put_config(admin *a, struct MHD_Connection *conn, admin_req *req)
+{
+    char err[CFG_ERR_LEN], exe[4096];
+    size_t exe_len = sizeof(exe);
+    cfg_config *next;
+    if (req->too_large) return reply_error(conn, MHD_HTTP_CONTENT_TOO_LARGE, "config over 1 MiB");
+    if (cfg_parse(req->body.data ? req->body.data : "", req->body.len, &next, err, sizeof(err)))
+        return reply_error(conn, MHD_HTTP_BAD_REQUEST, err);
+    cfg_admin_token_from_env(next);
+    char *search = uv_exepath(exe, &exe_len) == 0 ? cfg_plugin_search_path(exe) : NULL;
+    int rc = search ? cfg_resolve_plugins_within(next, search, err, sizeof(err)) : -ENOMEM;
+    free(search);
+    if (rc != 0) {
+        cfg_free(next);
+        return reply_error(conn, MHD_HTTP_BAD_REQUEST, rc == -ENOMEM ? "out of memory" : err);
+    }
+    rc = ctl_apply(a->c, next, err, sizeof(err));
+    if (rc != 0)
+        return reply_error(
+            conn, rc == -ECANCELED ? MHD_HTTP_SERVICE_UNAVAILABLE : MHD_HTTP_BAD_REQUEST, err);
+    return reply(conn, MHD_HTTP_OK, json_object());
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode code)
+{
+    admin_req *req = *con_cls;
+    if (!req) return;
+    ipc_buf_free(&req->body);
+    free(req);
+    *con_cls = NULL;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
                                   const char *method, const char *version, const char *upload,
                                   size_t *upload_size, void **con_cls)
 {
     admin *a = cls;
-    static int seen;
-    if (!*con_cls) { /* first call: headers only; answering now would close keep-alive */
-        *con_cls = &seen;
-        return MHD_YES;
+    admin_req *req = *con_cls;
+    if (!req) { /* first call: headers only; answering now would close keep-alive */
+        *con_cls = calloc(1, sizeof(admin_req));
+        return *con_cls ? MHD_YES : MHD_NO;
     }
-    if (*upload_size) { /* no request body is used yet */
+    if (*upload_size) {
+        if (req->body.len + *upload_size > ADMIN_MAX_BODY)
+            req->too_large = 1;
+        else
+            ipc_buf_put(&req->body, upload, *upload_size);
         *upload_size = 0;
-        return MHD_YES;
+        return req->body.oom ? MHD_NO : MHD_YES;
     }
     if (!authorized(a, conn))
         return reply_error(conn, MHD_HTTP_UNAUTHORIZED,
@@ -88,10 +140,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     if (strcmp(url, ADMIN_APPS_PATH) != 0 && strcmp(url, "/api/serve/applications") != 0)
         return reply_error(conn, MHD_HTTP_NOT_FOUND, "no such endpoint");
     if (strcmp(method, "GET") == 0) return reply(conn, MHD_HTTP_OK, ctl_status(a->c));
-    if (strcmp(method, "PUT") == 0 || strcmp(method, "DELETE") == 0)
+    if (strcmp(method, "PUT") == 0) return put_config(a, conn, req);
+    if (strcmp(method, "DELETE") == 0)
         return reply_error(conn, MHD_HTTP_NOT_IMPLEMENTED,
-                           "live config edits are not available yet: change the config and "
-                           "restart serve run");
+                           "removing applications while serving is not available yet: stop "
+                           "serve run instead");
     return reply_error(conn, MHD_HTTP_METHOD_NOT_ALLOWED, "use GET, PUT or DELETE");
 }
 
@@ -109,7 +162,8 @@ int admin_start(uv_loop_t *loop, ctl *c, const char *host, int port, const char 
     if (fd < 0) goto fail;
     struct MHD_Daemon *mhd =
         MHD_start_daemon(HTTPD_MHD_FLAGS, 0, NULL, NULL, on_request, a, MHD_OPTION_LISTEN_SOCKET,
-                         fd, MHD_OPTION_CONNECTION_TIMEOUT, 30u, MHD_OPTION_END);
+                         fd, MHD_OPTION_NOTIFY_COMPLETED, on_completed, a,
+                         MHD_OPTION_CONNECTION_TIMEOUT, 30u, MHD_OPTION_END);
     rc = -EIO;
     if (!mhd) {
         close(fd);

@@ -52,12 +52,14 @@ static size_t collect(char *data, size_t size, size_t n, void *arg)
     return size * n;
 }
 
-/* GET `path` from the admin API into `body` (NUL-terminated). Returns the
+/* METHOD /api/serve/applications/ on the admin API, sending `send` (may be
+   NULL) and collecting the answer into `body` (NUL-terminated). Returns the
    HTTP status, or -1 with a message printed when there is no answer. */
-static long admin_get(const char *address, const char *path, ipc_buf *body)
+static long admin_call(const char *address, const char *method, const char *send, size_t send_len,
+                       ipc_buf *body)
 {
     char url[1024], auth[1024];
-    snprintf(url, sizeof(url), "%s%s", address, path);
+    snprintf(url, sizeof(url), "%s%s", address, "/api/serve/applications/");
     CURL *e = curl_easy_init();
     if (!e) return -1;
     struct curl_slist *headers = NULL;
@@ -66,6 +68,12 @@ static long admin_get(const char *address, const char *path, ipc_buf *body)
         snprintf(auth, sizeof(auth), "Authorization: Bearer %s", token);
         headers = curl_slist_append(headers, auth);
     }
+    if (send) {
+        headers = curl_slist_append(headers, "Content-Type: application/json");
+        curl_easy_setopt(e, CURLOPT_POSTFIELDS, send);
+        curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE, (long)send_len);
+    }
+    curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);
     curl_easy_setopt(e, CURLOPT_URL, url);
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, headers);
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, collect);
@@ -175,8 +183,7 @@ static int run_status_command(int argc, char **argv, const char *usage, doc_prin
         return EXIT_USAGE;
     }
     ipc_buf body = {0};
-    long status =
-        admin_get(address ? address : CLI_DEFAULT_ADDRESS, "/api/serve/applications/", &body);
+    long status = admin_call(address ? address : CLI_DEFAULT_ADDRESS, "GET", NULL, 0, &body);
     json_t *doc = status > 0 ? json_loads(body.data, 0, NULL) : NULL;
     int rc = EXIT_RUNTIME;
     if (status == 200 && json_is_object(doc)) {
@@ -199,4 +206,72 @@ int cli_status(int argc, char **argv)
 int cli_config(int argc, char **argv)
 {
     return run_status_command(argc, argv, usage_config, print_config, NULL);
+}
+
+static const char usage_deploy[] =
+    "usage: serve deploy CONFIG [-a ADDRESS]\n"
+    "\n"
+    "Send CONFIG to a running serve, which applies it as the whole desired state\n"
+    "(what can change live is listed in docs/config.md; anything else is refused\n"
+    "with the field named). Plugins must lie in the server's plugin folders.\n"
+    "\n"
+    "options:\n"
+    "  -a, --address ADDRESS   admin API address (default $SERVE_ADDRESS, else\n"
+    "                          " CLI_DEFAULT_ADDRESS ")\n"
+    "  -h, --help              show this help\n";
+
+static int read_file(const char *path, ipc_buf *out)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return -1;
+    char chunk[4096];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0) ipc_buf_put(out, chunk, n);
+    int bad = ferror(f) || out->oom;
+    fclose(f);
+    return bad ? -1 : 0;
+}
+
+int cli_deploy(int argc, char **argv)
+{
+    static const struct option opts[] = {{"address", required_argument, NULL, 'a'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+    const char *address = getenv("SERVE_ADDRESS");
+    int c;
+    while ((c = getopt_long(argc, argv, "a:h", opts, NULL)) != -1) {
+        if (c == 'a') {
+            address = optarg;
+        } else {
+            fputs(usage_deploy, c == 'h' ? stdout : stderr);
+            return c == 'h' ? 0 : EXIT_USAGE;
+        }
+    }
+    if (optind != argc - 1) {
+        fputs(usage_deploy, stderr);
+        return EXIT_USAGE;
+    }
+    address = address ? address : CLI_DEFAULT_ADDRESS;
+    ipc_buf config = {0}, body = {0};
+    int rc = EXIT_RUNTIME;
+    if (read_file(argv[optind], &config) != 0) {
+        fprintf(stderr, "serve: cannot read %s\n", argv[optind]);
+        rc = EXIT_USAGE;
+        goto done;
+    }
+    long status = admin_call(address, "PUT", config.data ? config.data : "", config.len, &body);
+    json_t *doc = status > 0 ? json_loads(body.data, 0, NULL) : NULL;
+    if (status == 200) {
+        printf("serve: %s sent to %s and accepted\n", argv[optind], address);
+        rc = 0;
+    } else if (status > 0) {
+        const char *why = json_string_value(json_object_get(doc, "error"));
+        fprintf(stderr, "serve: %s refused (%ld): %s\n", argv[optind], status,
+                why ? why : body.data);
+    }
+    json_decref(doc);
+done:
+    ipc_buf_free(&config);
+    ipc_buf_free(&body);
+    return rc;
 }

@@ -12,4 +12,7 @@ int cli_status(int argc, char **argv);
    deployed with. Returns the process exit code. */
 int cli_config(int argc, char **argv);
 
+/* `serve deploy CONFIG [-a ADDRESS]`: PUT CONFIG to the admin API. */
+int cli_deploy(int argc, char **argv);
+
 #endif

@@ -764,3 +764,57 @@ const cfg_deployment *cfg_app_deployment(const cfg_app *app, const char *name)
             return &app->deployments[i];
     return NULL;
 }
+
+/* ---- Process environment ---------------------------------------------------------------- */
+
+char *cfg_plugin_search_path(const char *exe)
+{
+    char *copy = strdup(exe), *out = NULL;
+    if (!copy) return NULL;
+    char *slash = strrchr(copy, '/');
+    const char *dir = slash ? (*slash = '\0', copy) : ".";
+    const char *env = getenv("SERVE_PLUGIN_PATH");
+    if (asprintf(&out, "%s%s%s/../examples:%s/../lib/serve/plugins", env ? env : "", env ? ":" : "",
+                 dir, dir) < 0)
+        out = NULL;
+    free(copy);
+    return out;
+}
+
+void cfg_admin_token_from_env(cfg_config *cfg)
+{
+    const char *env = getenv("SERVE_ADMIN_TOKEN");
+    if (!cfg->admin_auth_token && env && *env) cfg->admin_auth_token = strdup(env);
+}
+
+/* Is `path` inside one of the folders of `search_path`? */
+static int inside_search_path(const char *path, const char *search_path)
+{
+    char *copy = strdup(search_path), *save = NULL;
+    int inside = 0;
+    for (char *dir = copy ? strtok_r(copy, ":", &save) : NULL; dir && !inside;
+         dir = strtok_r(NULL, ":", &save)) {
+        char real[PATH_MAX];
+        size_t n;
+        if (!realpath(dir, real)) continue;
+        n = strlen(real);
+        inside = strncmp(path, real, n) == 0 && path[n] == '/';
+    }
+    free(copy);
+    return inside;
+}
+
+int cfg_resolve_plugins_within(cfg_config *cfg, const char *search_path, char *err, size_t errlen)
+{
+    char first[PATH_MAX];
+    snprintf(first, sizeof(first), "%s", search_path);
+    first[strcspn(first, ":")] = '\0';
+    int rc = cfg_resolve_plugins(cfg, first, search_path, err, errlen);
+    for (size_t i = 0; rc == 0 && i < cfg->n_apps; i++)
+        if (!inside_search_path(cfg->apps[i].plugin, search_path)) {
+            snprintf(err, errlen, "applications[%zu].plugin: %s is outside the plugin folders (%s)",
+                     i, cfg->apps[i].plugin, search_path);
+            rc = -EPERM;
+        }
+    return rc;
+}

@@ -112,6 +112,21 @@ int cfg_load_file(const char *path, cfg_config **out, char *err, size_t errlen);
 int cfg_resolve_plugins(cfg_config *cfg, const char *config_dir, const char *search_path, char *err,
                         size_t errlen);
 
+/*
+ * The plugin search path of a process whose binary is `exe`:
+ * $SERVE_PLUGIN_PATH, then <bindir>/../examples (a build tree), then
+ * <bindir>/../lib/serve/plugins (an install). A new string, or NULL.
+ */
+char *cfg_plugin_search_path(const char *exe);
+
+/* Configs sent through the admin API may only name plugins inside the
+   search path: relative names are looked up there, and every resolved
+   path must lie inside one of its folders (else -EPERM, field named). */
+int cfg_resolve_plugins_within(cfg_config *cfg, const char *search_path, char *err, size_t errlen);
+
+/* Fill admin.auth_token from $SERVE_ADMIN_TOKEN when the config has none. */
+void cfg_admin_token_from_env(cfg_config *cfg);
+
 /* Free a config and everything it owns. NULL is fine. */
 void cfg_free(cfg_config *cfg);
 

@@ -40,6 +40,8 @@ static const char usage_main[] =
     "                 running serve (through its admin API)\n"
     "  config         print the config the applications of a running serve\n"
     "                 were deployed with\n"
+    "  deploy CONFIG  send CONFIG to a running serve, which applies what can\n"
+    "                 change live (replica counts, user_config, limits)\n"
     "\n"
     "options:\n"
     "  -h, --help     show this help (also: serve <command> --help)\n"
@@ -90,32 +92,12 @@ static void raise_fd_limit(void)
     }
 }
 
-/*
- * Where relative plugin paths are looked up after the config's folder:
- * $SERVE_PLUGIN_PATH, then the plugins built next to this binary
- * (<bindir>/../examples in a build tree) and installed with it
- * (<bindir>/../lib/serve/plugins). Returns a new string.
- */
-static char *plugin_search_path(const char *exe)
-{
-    char *copy = strdup(exe), *out = NULL;
-    if (!copy) return NULL;
-    const char *dir = dirname(copy);
-    const char *env = getenv("SERVE_PLUGIN_PATH");
-    if (asprintf(&out, "%s%s%s/../examples:%s/../lib/serve/plugins", env ? env : "", env ? ":" : "",
-                 dir, dir) < 0)
-        out = NULL;
-    free(copy);
-    return out;
-}
-
 /* The admin API can change what runs: off this machine only with a token
    (admin.auth_token, or $SERVE_ADMIN_TOKEN). Frees cfg and returns NULL
    when the config breaks that rule. */
 static cfg_config *check_admin_exposure(cfg_config *cfg, const char *path)
 {
-    const char *env = getenv("SERVE_ADMIN_TOKEN");
-    if (!cfg->admin_auth_token && env && *env) cfg->admin_auth_token = strdup(env);
+    cfg_admin_token_from_env(cfg);
     if (cfg->admin_auth_token || admin_host_is_loopback(cfg->admin_host)) return cfg;
     fprintf(stderr,
             "serve: invalid config %s: admin.host: '%s' is not a loopback address; set "
@@ -134,7 +116,7 @@ static cfg_config *load_config(const char *path, const char *exe)
         fprintf(stderr, "serve: invalid config: %s\n", err);
         return NULL;
     }
-    char *copy = strdup(path), *search = plugin_search_path(exe);
+    char *copy = strdup(path), *search = cfg_plugin_search_path(exe);
     int rc = copy && search ? cfg_resolve_plugins(cfg, dirname(copy), search, err, sizeof(err))
                             : -ENOMEM;
     free(copy);
@@ -281,6 +263,7 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "run") == 0) return cmd_run(argc - 1, argv + 1);
     if (strcmp(cmd, "status") == 0) return cli_status(argc - 1, argv + 1);
     if (strcmp(cmd, "config") == 0) return cli_config(argc - 1, argv + 1);
+    if (strcmp(cmd, "deploy") == 0) return cli_deploy(argc - 1, argv + 1);
     if (strcmp(cmd, "__replica") == 0) return replica_main();
     fprintf(stderr, "serve: unknown command '%s'\n\n%s", cmd, usage_main);
     return EXIT_USAGE;

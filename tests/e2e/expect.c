@@ -90,3 +90,21 @@ long admin_request(const h_serve *s, const char *method, const char *token, char
     curl_easy_cleanup(e);
     return status;
 }
+
+long admin_put(const h_serve *s, const char *config, char *body)
+{
+    char url[128];
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/api/serve/applications/", s->admin_port);
+    body[0] = '\0';
+    CURL *e = curl_easy_init();
+    curl_easy_setopt(e, CURLOPT_URL, url);
+    curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, "PUT");
+    curl_easy_setopt(e, CURLOPT_POSTFIELDS, config);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, collect);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, body);
+    curl_easy_setopt(e, CURLOPT_TIMEOUT, 10L);
+    long status = -1;
+    if (curl_easy_perform(e) == CURLE_OK) curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
+    curl_easy_cleanup(e);
+    return status;
+}

@@ -49,4 +49,7 @@ const char *jstr(json_t *obj, const char *key);
    -1 without an answer. */
 long admin_request(const h_serve *s, const char *method, const char *token, char *body);
 
+/* PUT a config (JSON text) to the admin API; as admin_request. */
+long admin_put(const h_serve *s, const char *config, char *body);
+
 #endif

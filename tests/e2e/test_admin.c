@@ -183,13 +183,49 @@ Test(admin, a_configured_token_is_required_by_the_api_and_sent_by_the_cli)
     cr_expect_eq(run_serve(s, "SERVE_ADMIN_TOKEN=s3cret", args, out), 0, "%s", out);
 }
 
-Test(admin, edits_through_the_api_are_refused_until_they_exist)
+/* The echo app config with n replicas and this plugin, as a JSON text. */
+static void echo_config(const h_serve *s, int n, const char *plugin, char *out, size_t size)
 {
-    h_serve *s = serve_up(NULL, "", ECHO2);
+    snprintf(out, size,
+             "{\"http_options\": {\"port\": %d}, \"admin\": {\"port\": %d}, \"applications\":"
+             " [{\"name\": \"echo\", \"route_prefix\": \"/echo\", \"plugin\": \"%s\","
+             " \"deployments\": [{\"name\": \"Echo\", \"num_replicas\": %d}]}]}",
+             s->port, s->admin_port, plugin, n);
+}
+
+Test(admin, a_put_config_scales_live_and_a_bad_one_is_refused_naming_the_field)
+{
+    h_serve *s = serve_up("/echo", "", ECHO2);
+    pid_t pids[H_MAX_REPLICAS];
     static char body[65536];
-    cr_expect_eq(admin_request(s, "PUT", NULL, body), 501, "%s", body);
+    char config[2048];
+    echo_config(s, 3, "echo.so", config, sizeof(config));
+    cr_assert_eq(admin_put(s, config, body), 200, "%s", body);
+    cr_expect_eq(h_serve_wait_replicas(s, 3, 5, pids), 0, "%s", LOG(s));
+    echo_config(s, -1, "echo.so", config, sizeof(config));
+    cr_expect_eq(admin_put(s, config, body), 400);
+    cr_expect(strstr(body, "applications[0].deployments[0].num_replicas: must be >= 0"), "%s",
+              body);
+    /* a plugin outside the plugin folders: this config file itself */
+    echo_config(s, 3, s->config_path, config, sizeof(config));
+    cr_expect_eq(admin_put(s, config, body), 400);
+    cr_expect(strstr(body, "is outside the plugin folders"), "%s", body);
     cr_expect_eq(admin_request(s, "DELETE", NULL, body), 501, "%s", body);
-    cr_expect(strstr(body, "not available yet"), "%s", body);
+}
+
+Test(admin, serve_deploy_sends_a_file_that_is_applied)
+{
+    h_serve *s = serve_up("/echo", "", ECHO2);
+    static char out[65536];
+    char config[2048], path[H_PATH_MAX], addr[64];
+    echo_config(s, 1, "echo.so", config, sizeof(config));
+    cr_assert_eq(h_serve_write_file(s, "next.json", config, strlen(config), path), 0);
+    snprintf(addr, sizeof(addr), "http://127.0.0.1:%d", s->admin_port);
+    const char *args[] = {"deploy", path, "-a", addr, NULL};
+    cr_assert_eq(run_serve(s, NULL, args, out), 0, "%s", out);
+    cr_expect(strstr(out, "accepted"), "%s", out);
+    pid_t pids[H_MAX_REPLICAS];
+    cr_expect_eq(h_serve_wait_replicas(s, 1, 5, pids), 0, "%s", LOG(s));
 }
 
 Test(admin, an_admin_api_off_loopback_without_a_token_is_refused)
