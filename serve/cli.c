@@ -140,7 +140,8 @@ static void print_config(json_t *doc)
     json_t *app, *apps = json_array();
     json_object_foreach(json_object_get(doc, "applications"), name, app)
         json_array_append(apps, json_object_get(app, "deployed_app_config"));
-    json_t *out = json_pack("{s:o}", "applications", apps);
+    json_t *out = json_pack("{s:O, s:O, s:o}", "http_options", json_object_get(doc, "http_options"),
+                            "admin", json_object_get(doc, "admin"), "applications", apps);
     char *text = json_dumps(out, JSON_INDENT(2));
     if (text) printf("%s\n", text);
     free(text);

@@ -701,9 +701,13 @@ json_t *ctl_status(const ctl *c)
     json_t *apps = json_object();
     for (size_t i = 0; i < c->cfg->n_apps; i++)
         json_object_set_new(apps, c->cfg->apps[i].name, app_status(c, i));
-    return json_pack("{s:{s:i}, s:{s:s, s:i}, s:o}", "controller_info", "pid", (int)getpid(),
-                     "http_options", "host", c->cfg->http_host, "port", c->cfg->http_port,
-                     "applications", apps);
+    const cfg_config *k = c->cfg; /* the token is never shown */
+    return json_pack("{s:{s:i}, s:{s:s, s:i, s:f, s:i, s:i, s:b}, s:{s:s, s:i}, s:o}",
+                     "controller_info", "pid", (int)getpid(), "http_options", "host", k->http_host,
+                     "port", k->http_port, "request_timeout_s", k->request_timeout_s,
+                     "max_body_bytes", k->max_body_bytes, "max_header_bytes", k->max_header_bytes,
+                     "access_log", k->access_log, "admin", "host", k->admin_host, "port",
+                     k->admin_port, "applications", apps);
 }
 
 /* ---- Start ------------------------------------------------------------- */

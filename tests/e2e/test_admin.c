@@ -140,6 +140,11 @@ Test(admin, serve_config_prints_the_deployed_config_in_the_run_schema)
     json_t *dep = json_array_get(json_object_get(app, "deployments"), 0);
     cr_expect_eq(json_integer_value(json_object_get(dep, "num_replicas")), 2);
     json_decref(doc);
+    /* What serve config prints deploys back unchanged (a round trip). */
+    char path[H_PATH_MAX];
+    cr_assert_eq(h_serve_write_file(s, "exported.json", out, strlen(out), path), 0);
+    const char *deploy[] = {"deploy", path, "-a", addr, NULL};
+    cr_expect_eq(run_serve(s, NULL, deploy, out), 0, "%s", out);
 }
 
 Test(admin, serve_status_without_a_server_says_so_and_fails)
