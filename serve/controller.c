@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "common/log.h"
@@ -49,6 +50,7 @@ typedef struct rep {
     int refs;
     double start_time_s; /* wall clock, for status */
     int config_gen;      /* the deployment's user_config generation it has */
+    int code_gen;        /* the deployment's code generation it runs */
     int reconfiguring;   /* a RECONFIGURE is out, its answer awaited */
 } rep;
 
@@ -65,6 +67,8 @@ struct ctl_dep {
     double backoff_s;
     uv_timer_t restart_timer;
     int config_gen;    /* bumped by each live change of user_config */
+    int code_gen;      /* bumped when the plugin (path or file) or init_args change */
+    char *code_key;    /* what code_gen stands for: plugin, mtime, size, init_args */
     char message[512]; /* why the deployment is unhealthy, or "" */
 };
 
@@ -92,6 +96,7 @@ struct ctl {
 
 static void reconcile(ctl_dep *d);
 static void maybe_finish(ctl *c);
+static int setup_routes(ctl *c);
 
 static double wall_clock_s(void)
 {
@@ -213,6 +218,7 @@ static void on_ready(rep *p)
     d->start_failures = 0;
     d->backoff_s = CTL_BACKOFF_MIN_S;
     log_info("%s/%s: replica %s running (pid %d)", d->app->name, d->cfg->name, p->id, p->proc.pid);
+    reconcile(d); /* a rolling update may now retire an old replica */
     log_if_all_ready(c);
 }
 
@@ -344,6 +350,7 @@ static int spawn_replica(ctl_dep *d)
     p->data_fd = -1;
     p->start_time_s = wall_clock_s();
     p->config_gen = d->config_gen;
+    p->code_gen = d->code_gen;
     p->state = REP_EXITED; /* set_state below counts it in */
     p->proc.data = p;
     /* seed + counter mod 2^32 through a bijection: unique for 2^32 starts */
@@ -395,6 +402,16 @@ fail_sockets:
 }
 
 /* Start replicas until the deployment has its target count. */
+static int is_active(const rep *p)
+{
+    return p->state == REP_STARTING || p->state == REP_RUNNING;
+}
+
+static int is_outdated(const rep *p)
+{
+    return p->code_gen != p->dep->code_gen;
+}
+
 /* The replica to let go first when scaling down: one still starting, else
    the newest (replicas are listed newest first). */
 static rep *scale_down_victim(ctl_dep *d)
@@ -407,13 +424,22 @@ static rep *scale_down_victim(ctl_dep *d)
     return newest;
 }
 
+/* The oldest running replica with outdated code, or NULL. */
+static rep *oldest_outdated(ctl_dep *d)
+{
+    rep *oldest = NULL;
+    for (rep *p = d->reps; p; p = p->next)
+        if (p->state == REP_RUNNING && is_outdated(p)) oldest = p;
+    return oldest;
+}
+
 /* Take a replica out of service gracefully: the router stops sending it
    requests, and once it has answered those it runs (on_backend_drained)
    it is told to STOP. A replica still starting is told at once. */
-static void retire(rep *p)
+static void retire(rep *p, const char *why)
 {
     ctl_dep *d = p->dep;
-    log_info("%s/%s: replica %s stopping (scaling down)", d->app->name, d->cfg->name, p->id);
+    log_info("%s/%s: replica %s stopping (%s)", d->app->name, d->cfg->name, p->id, why);
     rep_state was = p->state;
     set_state(p, REP_STOPPING);
     if (was == REP_RUNNING && p->backend)
@@ -422,22 +448,52 @@ static void retire(rep *p)
         ipc_conn_send(p->control, IPC_STOP, 0, NULL, 0);
 }
 
+static int spawn_one(ctl_dep *d)
+{
+    int rc = spawn_replica(d);
+    if (rc < 0) {
+        log_error("%s/%s: cannot start a replica: %s", d->app->name, d->cfg->name, uv_strerror(rc));
+        schedule_restart(d, REP_STOPPING);
+        return rc;
+    }
+    log_info("%s/%s: replica %s starting (pid %d)", d->app->name, d->cfg->name, d->reps->id,
+             d->reps->proc.pid);
+    return 0;
+}
+
+/*
+ * Move the deployment toward num_replicas replicas running its current
+ * code. Replicas with outdated code (a rolling update) are replaced a few
+ * at a time: new ones start while at most max(20%, 1) replicas run above
+ * the target, and an old one retires only while more than the target are
+ * running, so capacity never drops below it. Called again whenever a
+ * replica becomes ready or has stopped.
+ */
 static void reconcile(ctl_dep *d)
 {
-    rep *victim;
-    while (!d->c->stopping && d->n_active > d->cfg->num_replicas && (victim = scale_down_victim(d)))
-        retire(victim);
-    while (!d->c->stopping && d->n_active < d->cfg->num_replicas) {
-        int rc = spawn_replica(d);
-        if (rc < 0) {
-            log_error("%s/%s: cannot start a replica: %s", d->app->name, d->cfg->name,
-                      uv_strerror(rc));
-            schedule_restart(d, REP_STOPPING);
-            return;
-        }
-        log_info("%s/%s: replica %s starting (pid %d)", d->app->name, d->cfg->name, d->reps->id,
-                 d->reps->proc.pid);
+    int target = d->cfg->num_replicas, surge = target / 5 > 1 ? target / 5 : 1;
+    int current = 0, old = 0;
+    rep *p, *next;
+    if (d->c->stopping) return;
+    for (p = d->reps; p; p = next) {
+        next = p->next;
+        if (!is_active(p)) continue;
+        if (!is_outdated(p))
+            current++;
+        else if (p->state == REP_STARTING) /* outdated before it even ran */
+            retire(p, "outdated");
+        else
+            old++;
     }
+    while (old > 0 && d->n_running > target && (p = oldest_outdated(d))) {
+        retire(p, "rolling update");
+        old--;
+    }
+    while (old == 0 && current > target && (p = scale_down_victim(d))) {
+        retire(p, "scaling down");
+        current--;
+    }
+    while (current < target && current + old < target + surge && spawn_one(d) == 0) current++;
 }
 
 /* ---- Shutdown ---------------------------------------------------------- */
@@ -480,6 +536,7 @@ static void close_done(ctl *c)
     void *arg = c->done_arg;
     int code = c->exit_code;
     cfg_free(c->cfg);
+    for (size_t i = 0; i < c->n_deps; i++) free(c->deps[i].code_key);
     free(c->deps);
     free(c->exe);
     free(c);
@@ -553,7 +610,9 @@ static int differs(const char *x, const char *y)
     return (x == NULL) != (y == NULL) || (x && strcmp(x, y) != 0);
 }
 
-#define CTL_LIVE_FIELDS "num_replicas, user_config, max_ongoing_requests, max_queued_requests"
+#define CTL_LIVE_FIELDS                                                                            \
+    "num_replicas, user_config, max_ongoing_requests, max_queued_requests, route_prefix, plugin "  \
+    "and init_args (rolling update)"
 
 /* Set err to "FIELD: ..." and return 1 when `changed`. */
 static int refuse(int changed, char *err, size_t errlen, const char *fmt, ...)
@@ -589,21 +648,47 @@ static int same_shape(const cfg_config *a, const cfg_config *b, char *err, size_
     for (size_t i = 0; i < a->n_apps; i++) {
         const cfg_app *x = &a->apps[i], *y = &b->apps[i];
         if (refuse(differs(x->name, y->name), err, errlen, "applications[%zu].name", i) ||
-            refuse(differs(x->route_prefix, y->route_prefix), err, errlen,
-                   "applications[%zu].route_prefix", i) ||
-            refuse(differs(x->plugin, y->plugin), err, errlen, "applications[%zu].plugin", i) ||
             refuse(differs(x->ingress, y->ingress), err, errlen, "applications[%zu].ingress", i) ||
             refuse(x->n_deployments != y->n_deployments, err, errlen,
                    "applications[%zu].deployments", i))
             return 0;
         for (size_t j = 0; j < x->n_deployments; j++)
             if (refuse(differs(x->deployments[j].name, y->deployments[j].name), err, errlen,
-                       "applications[%zu].deployments[%zu].name", i, j) ||
-                refuse(differs(x->deployments[j].init_args_json, y->deployments[j].init_args_json),
-                       err, errlen, "applications[%zu].deployments[%zu].init_args", i, j))
+                       "applications[%zu].deployments[%zu].name", i, j))
                 return 0;
     }
     return 1;
+}
+
+/* What a replica's code is made of: the plugin's path, its file's mtime and
+   size (a rebuilt plugin counts as new code), and the init_args. NULL when
+   out of memory. */
+static char *code_key(const cfg_app *app, const cfg_deployment *dep)
+{
+    struct stat st = {0};
+    char *key = NULL;
+    stat(app->plugin, &st);
+    if (asprintf(&key, "%s|%lld.%09ld|%lld|%s", app->plugin, (long long)st.st_mtim.tv_sec,
+                 st.st_mtim.tv_nsec, (long long)st.st_size, dep->init_args_json) < 0)
+        key = NULL;
+    return key;
+}
+
+/* A new code key starts a rolling update (reconcile replaces the replicas). */
+static void update_code_key(ctl_dep *d)
+{
+    char *key = code_key(d->app, d->cfg);
+    if (!key || (d->code_key && strcmp(key, d->code_key) == 0)) {
+        free(key);
+        return;
+    }
+    if (d->code_key) {
+        d->code_gen++;
+        log_info("%s/%s: new code (plugin or init_args): rolling update", d->app->name,
+                 d->cfg->name);
+    }
+    free(d->code_key);
+    d->code_key = key;
 }
 
 /* Apply one deployment's new settings to its pool and replicas. */
@@ -612,6 +697,7 @@ static void apply_deployment(ctl_dep *d, const cfg_app *app, const cfg_deploymen
     int user_config_changed = differs(d->cfg->user_config_json, next->user_config_json);
     d->app = app;
     d->cfg = next;
+    update_code_key(d);
     router_pool_configure(d->pool, next->max_ongoing_requests, next->max_queued_requests);
     if (user_config_changed) {
         d->config_gen++;
@@ -635,6 +721,7 @@ int ctl_apply(ctl *c, cfg_config *next, char *err, size_t errlen)
         cfg_config *old = c->cfg;
         c->cfg = next;
         next = old; /* freed below */
+        if (setup_routes(c) != 0) log_error("cannot update the route table: out of memory");
         c->deployed_time_s = wall_clock_s();
         c->all_ready_logged = 0;
         log_if_all_ready(c);
@@ -766,6 +853,7 @@ static int setup_deployments(ctl *c)
             if (!d->pool) return -ENOMEM;
             router_pool_configure(d->pool, d->cfg->max_ongoing_requests,
                                   d->cfg->max_queued_requests);
+            update_code_key(d);
         }
     }
     return setup_routes(c);

@@ -131,9 +131,67 @@ Test(live, a_broken_or_unsupported_edit_is_reported_and_the_old_config_kept)
     char path[H_PATH_MAX];
     cr_assert_eq(h_serve_write_file(s, "config.json", "{\"broken", 8, path), 0);
     wait_log(s, "not applied; still serving the previous config", 1);
-    write_hello(s, "/elsewhere", 1, "\"Hi\"");
-    wait_log(s, "applications[0].route_prefix: cannot change while serving", 1);
+    /* another proxy port needs a restart */
+    cr_assert_eq(
+        h_serve_write_config(s,
+                             "{\"http_options\": {\"port\": %d}, \"admin\": {\"port\": %d},"
+                             " \"applications\": []}",
+                             s->port + 1, s->admin_port),
+        0);
+    wait_log(s, "http_options: cannot change while serving", 1);
     char out[8192];
     greetings(s, 3, out, sizeof(out));
     cr_expect(strstr(out, "Hi, world!"), "%s", out);
+}
+
+Test(live, a_route_prefix_moves_live)
+{
+    h_serve *s = start_watched(1, "\"Hi\"");
+    write_hello(s, "/elsewhere", 1, "\"Hi\"");
+    wait_log(s, "applied", 1);
+    h_response r;
+    get_expect(s, "/elsewhere", 200, &r);
+    h_response_free(&r);
+    get_expect(s, "/hello", 404, &r);
+    h_response_free(&r);
+}
+
+/* echo with n replicas and this init_args "v" */
+static void write_echo(h_serve *s, int n, int v)
+{
+    cr_assert_eq(
+        h_serve_write_config(s,
+                             "{\"http_options\": {\"port\": %d}, \"admin\": {\"port\": %d},"
+                             " \"applications\": [{\"name\": \"echo\", \"route_prefix\": "
+                             "\"/echo\", \"plugin\": \"echo.so\", \"deployments\": [{\"name\":"
+                             " \"Echo\", \"num_replicas\": %d, \"init_args\": {\"v\": %d}}]}]}",
+                             s->port, s->admin_port, n, v),
+        0);
+}
+
+Test(live, new_init_args_roll_every_replica_over_without_a_failed_request)
+{
+    h_serve *s = h_serve_new();
+    write_echo(s, 3, 1);
+    const char *args[] = {"--watch", NULL};
+    cr_assert_eq(h_serve_start_args(s, args), 0);
+    cr_assert_eq(h_serve_wait_ready(s, "/echo", READY_TIMEOUT_S), 0, "%s", LOG(s));
+    wait_log(s, "is running at", 1);
+    pid_t before[H_MAX_REPLICAS], after[H_MAX_REPLICAS];
+    cr_assert_eq(h_serve_wait_replicas(s, 3, 5, before), 0);
+    write_echo(s, 3, 2);
+    /* Requests flow during the whole update; count every failure. */
+    int failed = 0, sent = 0, replaced = 0;
+    for (int round = 0; round < 600 && !replaced; round++, sent++) {
+        h_response r;
+        if (h_get(s, "/echo", &r) != 0 || r.status != 200) failed++;
+        h_response_free(&r);
+        size_t n = h_serve_replicas(s, after, H_MAX_REPLICAS);
+        replaced = n == 3 && !h_pid_in(after[0], before, 3) && !h_pid_in(after[1], before, 3) &&
+                   !h_pid_in(after[2], before, 3);
+        h_sleep_ms(5);
+    }
+    cr_expect(replaced, "the replicas were not all replaced\n%s", LOG(s));
+    cr_expect_eq(failed, 0, "%d of %d requests failed during the rolling update", failed, sent);
+    cr_expect(sent > 20, "too few requests (%d) to show anything", sent);
 }
