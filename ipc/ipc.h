@@ -35,14 +35,17 @@
 
 typedef enum ipc_type {
     /* control channel */
-    IPC_INIT = 1,   /* ctl -> replica: JSON {app, deployment, plugin, replica_id,
-                       init_args, user_config, max_ongoing_requests} */
-    IPC_READY = 2,  /* replica -> ctl: init done, serving */
-    IPC_FAILED = 3, /* replica -> ctl: text; load or init failed, exiting */
-    IPC_STOP = 4,   /* ctl -> replica: finish running requests, finalize, exit */
-    IPC_RECONFIGURE = 5,  /* ctl -> replica: a new user_config (JSON text) */
-    IPC_RECONFIGURED = 6, /* replica -> ctl: applied (flags 0) or refused (flags
-                             IPC_FLAG_FAILED, payload: the plugin's message) */
+    IPC_INIT = 1,          /* ctl -> replica: JSON {app, deployment, plugin, replica_id,
+                              init_args, user_config, max_ongoing_requests} */
+    IPC_READY = 2,         /* replica -> ctl: init done, serving */
+    IPC_FAILED = 3,        /* replica -> ctl: text; load or init failed, exiting */
+    IPC_STOP = 4,          /* ctl -> replica: finish running requests, finalize, exit */
+    IPC_RECONFIGURE = 5,   /* ctl -> replica: a new user_config (JSON text) */
+    IPC_RECONFIGURED = 6,  /* replica -> ctl: applied (flags 0) or refused (flags
+                              IPC_FLAG_FAILED, payload: the plugin's message) */
+    IPC_HEALTH = 7,        /* ctl -> replica: run check_health */
+    IPC_HEALTH_RESULT = 8, /* replica -> ctl: healthy (flags 0) or not (flags
+                              IPC_FLAG_FAILED, payload: the plugin's message) */
     /* data channel */
     IPC_REQUEST = 16,       /* router -> replica: encoded serve_request */
     IPC_RESPONSE = 17,      /* replica -> router: encoded response */

@@ -89,10 +89,14 @@ typedef struct replica {
     uv_work_t reconf_work; /* runs reconfigure on the thread pool */
     char *reconf_json;     /* the user_config being applied */
     char reconf_error[REPLICA_ERR_LEN];
+    int checking; /* loop thread: a check_health runs on the pool */
+    uv_work_t health_work;
+    char health_error[REPLICA_ERR_LEN];
     pthread_t loop_thread; /* needs no async wake-up to see `done` */
 } replica;
 
 static void replica_stop(replica *r);
+static void send_result(replica *r, uint8_t type, const char *error);
 
 /* ---- Workers ----------------------------------------------------------- */
 
@@ -513,13 +517,58 @@ static void reconf_done(uv_work_t *w, int status)
         replica_stop(r);
         return;
     }
+    send_result(r, IPC_RECONFIGURED, r->reconf_error);
+}
+
+/* Answer a control request with flags 0 (ok) or IPC_FLAG_FAILED and the
+   message. */
+static void send_result(replica *r, uint8_t type, const char *error)
+{
     if (!r->control) return;
     ipc_buf *out = ipc_conn_out(r->control);
-    size_t start = ipc_frame_begin(out, IPC_RECONFIGURED, 0);
-    if (!out->oom) out->data[start + 5] = r->reconf_error[0] ? IPC_FLAG_FAILED : 0;
-    ipc_buf_put(out, r->reconf_error, strlen(r->reconf_error));
+    size_t start = ipc_frame_begin(out, type, 0);
+    if (!out->oom) out->data[start + 5] = error[0] ? IPC_FLAG_FAILED : 0;
+    ipc_buf_put(out, error, strlen(error));
     ipc_frame_end(out, start);
     ipc_conn_flush_later(r->control);
+}
+
+/* Thread pool: check_health may run beside handle (shared lock). */
+static void health_work(uv_work_t *w)
+{
+    replica *r = w->data;
+    r->health_error[0] = '\0';
+    pthread_rwlock_rdlock(&r->plugin_lock);
+    api_clear_error();
+    if (r->plugin.dep->check_health(r->state) != 0)
+        snprintf(r->health_error, sizeof(r->health_error), "%s",
+                 api_last_error()[0] ? api_last_error() : "check_health failed (no message)");
+    pthread_rwlock_unlock(&r->plugin_lock);
+}
+
+static void health_done(uv_work_t *w, int status)
+{
+    replica *r = w->data;
+    r->checking = 0;
+    if (r->stop_requested) {
+        replica_stop(r);
+        return;
+    }
+    send_result(r, IPC_HEALTH_RESULT, r->health_error);
+}
+
+/* HEALTH: without a check_health callback a replica that answers is
+   healthy; with one, its verdict (one check at a time). */
+static void handle_health(replica *r)
+{
+    if (r->phase != PHASE_SERVING || r->checking) return;
+    if (!r->plugin.dep->check_health) {
+        send_result(r, IPC_HEALTH_RESULT, "");
+        return;
+    }
+    r->checking = 1;
+    r->health_work.data = r;
+    uv_queue_work(&r->loop, &r->health_work, health_work, health_done);
 }
 
 /* RECONFIGURE: the controller sends one at a time and waits for the
@@ -549,6 +598,8 @@ static void on_control_frame(ipc_conn *c, const ipc_frame *f)
         replica_stop(r);
     } else if (f->type == IPC_RECONFIGURE) {
         handle_reconfigure(r, f);
+    } else if (f->type == IPC_HEALTH) {
+        handle_health(r);
     } else {
         log_warn("unexpected control frame type %d; ignored", f->type);
     }
@@ -574,7 +625,7 @@ static void on_sigterm(uv_signal_t *h, int signum)
  */
 static void replica_stop(replica *r)
 {
-    if (r->phase == PHASE_INITIALIZING || r->reconfiguring) {
+    if (r->phase == PHASE_INITIALIZING || r->reconfiguring || r->checking) {
         r->stop_requested = 1; /* cannot be interrupted: init_done or reconf_done stops */
         return;
     }

@@ -48,10 +48,12 @@ typedef struct rep {
     router_backend *backend;
     rep_state state;
     int refs;
-    double start_time_s; /* wall clock, for status */
-    int config_gen;      /* the deployment's user_config generation it has */
-    int code_gen;        /* the deployment's code generation it runs */
-    int reconfiguring;   /* a RECONFIGURE is out, its answer awaited */
+    double start_time_s;     /* wall clock, for status */
+    int config_gen;          /* the deployment's user_config generation it has */
+    int code_gen;            /* the deployment's code generation it runs */
+    int reconfiguring;       /* a RECONFIGURE is out, its answer awaited */
+    uint64_t health_sent_ms; /* loop time of the HEALTH awaiting an answer, or 0 */
+    int health_failures;     /* consecutive failed or timed-out checks */
 } rep;
 
 struct ctl_dep {
@@ -70,6 +72,7 @@ struct ctl_dep {
     int code_gen;      /* bumped when the plugin (path or file) or init_args change */
     char *code_key;    /* what code_gen stands for: plugin, mtime, size, init_args */
     char message[512]; /* why the deployment is unhealthy, or "" */
+    uv_timer_t health_timer;
 };
 
 struct ctl {
@@ -194,6 +197,61 @@ static void on_reconfigured(rep *p, const ipc_frame *f)
     send_user_config(p);
 }
 
+/* ---- Health checks ----------------------------------------------------- */
+
+#define CTL_HEALTH_FAILURES 3 /* consecutive failures that replace a replica */
+#define CTL_HEALTH_PREFIX   "health check: "
+
+/* A check ended: `error` is NULL when healthy. The third failure in a row
+   replaces the replica (it is killed; the usual restart follows). */
+static void health_result(rep *p, const char *error)
+{
+    ctl_dep *d = p->dep;
+    p->health_sent_ms = 0;
+    if (!error) {
+        p->health_failures = 0;
+        int any = 0;
+        for (rep *q = d->reps; q; q = q->next) any |= q->health_failures > 0;
+        if (!any && strncmp(d->message, CTL_HEALTH_PREFIX, strlen(CTL_HEALTH_PREFIX)) == 0)
+            d->message[0] = '\0';
+        return;
+    }
+    snprintf(d->message, sizeof(d->message), CTL_HEALTH_PREFIX "replica %s: %s", p->id, error);
+    log_warn("%s/%s: replica %s failed a health check (%d in a row): %s", d->app->name,
+             d->cfg->name, p->id, p->health_failures + 1, error);
+    if (++p->health_failures < CTL_HEALTH_FAILURES || p->state != REP_RUNNING) return;
+    log_error("%s/%s: replica %s failed %d health checks in a row; replacing it", d->app->name,
+              d->cfg->name, p->id, CTL_HEALTH_FAILURES);
+    uv_process_kill(&p->proc, SIGKILL);
+}
+
+/* Every health_check_period_s: a check to each running replica, and a
+   failure for each one whose last check is older than the timeout. */
+static void on_health_tick(uv_timer_t *t)
+{
+    ctl_dep *d = t->data;
+    uint64_t now = uv_now(d->c->loop);
+    uint64_t timeout_ms = (uint64_t)(d->cfg->health_check_timeout_s * 1000);
+    for (rep *p = d->reps; p; p = p->next) { /* health_result never frees p */
+        if (p->state != REP_RUNNING || !p->control) continue;
+        if (p->health_sent_ms && now - p->health_sent_ms >= timeout_ms) {
+            char why[128];
+            snprintf(why, sizeof(why), "no answer within %g s", d->cfg->health_check_timeout_s);
+            health_result(p, why);
+        }
+        if (!p->health_sent_ms && p->state == REP_RUNNING) {
+            p->health_sent_ms = now ? now : 1;
+            ipc_conn_send(p->control, IPC_HEALTH, 0, NULL, 0);
+        }
+    }
+}
+
+static void start_health_checks(ctl_dep *d)
+{
+    uint64_t ms = (uint64_t)(d->cfg->health_check_period_s * 1000);
+    uv_timer_start(&d->health_timer, on_health_tick, ms ? ms : 1, ms ? ms : 1);
+}
+
 static void on_ready(rep *p)
 {
     ctl_dep *d = p->dep;
@@ -230,6 +288,10 @@ static void on_control_frame(ipc_conn *conn, const ipc_frame *f)
         on_ready(p);
     } else if (f->type == IPC_RECONFIGURED) {
         on_reconfigured(p, f);
+    } else if (f->type == IPC_HEALTH_RESULT) {
+        char msg[512];
+        snprintf(msg, sizeof(msg), "%.*s", (int)(f->len > 500 ? 500 : f->len), f->payload);
+        health_result(p, (f->flags & IPC_FLAG_FAILED) ? msg : NULL);
     } else if (f->type == IPC_FAILED) {
         char msg[1200];
         snprintf(msg, sizeof(msg), "%s/%s: replica %s failed to start: %.*s", d->app->name,
@@ -575,6 +637,7 @@ static void maybe_finish(ctl *c)
     close_handle(c, (uv_handle_t *)&c->kill_timer);
     for (size_t i = 0; i < c->n_deps; i++)
         close_handle(c, (uv_handle_t *)&c->deps[i].restart_timer);
+    for (size_t i = 0; i < c->n_deps; i++) close_handle(c, (uv_handle_t *)&c->deps[i].health_timer);
     log_info("stopped");
 }
 
@@ -585,7 +648,10 @@ void ctl_shutdown(ctl *c)
     case 0:
         c->stopping = 1;
         log_info("shutting down: finishing requests in progress (up to %.0f s)", max_graceful_s(c));
-        for (size_t i = 0; i < c->n_deps; i++) uv_timer_stop(&c->deps[i].restart_timer);
+        for (size_t i = 0; i < c->n_deps; i++) {
+            uv_timer_stop(&c->deps[i].restart_timer);
+            uv_timer_stop(&c->deps[i].health_timer);
+        }
         router_drain(c->router, max_graceful_s(c), on_drained, c);
         break;
     case 1:
@@ -699,6 +765,7 @@ static void apply_deployment(ctl_dep *d, const cfg_app *app, const cfg_deploymen
     d->cfg = next;
     update_code_key(d);
     router_pool_configure(d->pool, next->max_ongoing_requests, next->max_queued_requests);
+    start_health_checks(d); /* the period may have changed */
     if (user_config_changed) {
         d->config_gen++;
         d->message[0] = '\0';
@@ -849,7 +916,9 @@ static int setup_deployments(ctl *c)
             d->pool = router_pool_get(c->router, a->name, d->cfg->name);
             warn_not_applied(d);
             uv_timer_init(c->loop, &d->restart_timer);
-            d->restart_timer.data = d;
+            uv_timer_init(c->loop, &d->health_timer);
+            d->restart_timer.data = d->health_timer.data = d;
+            start_health_checks(d);
             if (!d->pool) return -ENOMEM;
             router_pool_configure(d->pool, d->cfg->max_ongoing_requests,
                                   d->cfg->max_queued_requests);

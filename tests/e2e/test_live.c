@@ -6,6 +6,7 @@
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <signal.h>
 #include <string.h>
 
 #include "expect.h"
@@ -194,4 +195,54 @@ Test(live, new_init_args_roll_every_replica_over_without_a_failed_request)
     cr_expect(replaced, "the replicas were not all replaced\n%s", LOG(s));
     cr_expect_eq(failed, 0, "%d of %d requests failed during the rolling update", failed, sent);
     cr_expect(sent > 20, "too few requests (%d) to show anything", sent);
+}
+
+/* ---- Health checks ----------------------------------------------------- */
+
+TestSuite(health, .fini = h_cleanup_all, .timeout = TEST_TIMEOUT_S);
+
+/* Wait until the only replica is another process than `old`; return it. */
+static pid_t wait_replaced(h_serve *s, pid_t old, double timeout_s)
+{
+    pid_t now[H_MAX_REPLICAS];
+    for (int i = 0; i < (int)(timeout_s * 100); i++) {
+        if (h_serve_replicas(s, now, H_MAX_REPLICAS) == 1 && now[0] != old) return now[0];
+        h_sleep_ms(10);
+    }
+    cr_assert_fail("replica %d was not replaced\n%s", (int)old, LOG(s));
+    return 0;
+}
+
+Test(health, a_replica_failing_its_health_checks_is_replaced)
+{
+    h_serve *s = serve_up(
+        "/u", "",
+        APP("u", "/u", "faulty.so", "{\"name\": \"Unhealthy\", \"health_check_period_s\": 0.1}"));
+    pid_t first[H_MAX_REPLICAS];
+    cr_assert_eq(h_serve_wait_replicas(s, 1, 5, first), 0);
+    pid_t second = wait_replaced(s, first[0], 5);
+    cr_expect_neq(second, first[0]);
+    wait_log(s, "failed 3 health checks in a row; replacing it", 1);
+    wait_log(s, "disk full", 3);
+}
+
+Test(health, a_stalled_replica_is_replaced_when_its_checks_time_out)
+{
+    h_serve *s = serve_up("/echo", "",
+                          APP("echo", "/echo", "echo.so",
+                              "{\"name\": \"Echo\", \"health_check_period_s\": 0.1,"
+                              " \"health_check_timeout_s\": 0.2}"));
+    pid_t first[H_MAX_REPLICAS];
+    cr_assert_eq(h_serve_wait_replicas(s, 1, 5, first), 0);
+    kill(first[0], SIGSTOP); /* alive, but answers nothing */
+    wait_replaced(s, first[0], 5);
+    wait_log(s, "no answer within 0.2 s", 3);
+    h_response r;
+    for (int i = 0; i < 300; i++) { /* the replacement serves */
+        if (h_get(s, "/echo", &r) == 0 && r.status == 200) break;
+        h_response_free(&r);
+        h_sleep_ms(10);
+    }
+    cr_expect_eq(r.status, 200, "%s", LOG(s));
+    h_response_free(&r);
 }

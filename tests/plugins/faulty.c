@@ -11,6 +11,7 @@
  *             ever seen at once, and how many calls this replica has started
  *             (this one included). Each replica is its own process, so the
  *             counters are per replica.
+ *   Unhealthy  answers like Sleepy, but check_health always fails ("disk full")
  *   StreamFail handle flushes one line, writes part of another, then fails:
  *             the stream must be cut at the flushed line, at once
  */
@@ -85,6 +86,11 @@ static int handle_stream_fail(void *state, const serve_request *req, serve_respo
     return serve_set_error("failed mid-stream");
 }
 
+static int check_unhealthy(void *state)
+{
+    return serve_set_error("disk full");
+}
+
 static const serve_deployment deployments[] = {
     {.name = "FailInit", .init = init_fail, .handle = handle_fail},
     {.name = "Crash", .init = init_ok, .handle = handle_crash},
@@ -92,6 +98,10 @@ static const serve_deployment deployments[] = {
     {.name = "Fail", .init = init_ok, .handle = handle_fail},
     {.name = "Gauge", .init = init_ok, .handle = handle_gauge},
     {.name = "StreamFail", .init = init_ok, .handle = handle_stream_fail},
+    {.name = "Unhealthy",
+     .init = init_ok,
+     .handle = handle_sleepy,
+     .check_health = check_unhealthy},
 };
 
 SERVE_PLUGIN(deployments)
