@@ -141,10 +141,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         return reply_error(conn, MHD_HTTP_NOT_FOUND, "no such endpoint");
     if (strcmp(method, "GET") == 0) return reply(conn, MHD_HTTP_OK, ctl_status(a->c));
     if (strcmp(method, "PUT") == 0) return put_config(a, conn, req);
-    if (strcmp(method, "DELETE") == 0)
-        return reply_error(conn, MHD_HTTP_NOT_IMPLEMENTED,
-                           "removing applications while serving is not available yet: stop "
-                           "serve run instead");
+    if (strcmp(method, "DELETE") == 0) {
+        char err[CFG_ERR_LEN];
+        if (ctl_delete_all(a->c, err, sizeof(err)) != 0)
+            return reply_error(conn, MHD_HTTP_SERVICE_UNAVAILABLE, err);
+        return reply(conn, MHD_HTTP_OK, json_object());
+    }
     return reply_error(conn, MHD_HTTP_METHOD_NOT_ALLOWED, "use GET, PUT or DELETE");
 }
 

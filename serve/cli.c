@@ -276,3 +276,46 @@ done:
     ipc_buf_free(&body);
     return rc;
 }
+
+static const char usage_shutdown[] =
+    "usage: serve shutdown [-a ADDRESS]\n"
+    "\n"
+    "Delete every application of a running serve (their replicas finish their\n"
+    "requests and stop). The proxy and the admin API keep running: deploy a\n"
+    "new config, or stop serve run with Ctrl-C or SIGTERM.\n"
+    "\n"
+    "options:\n"
+    "  -a, --address ADDRESS   admin API address (default $SERVE_ADDRESS, else\n"
+    "                          " CLI_DEFAULT_ADDRESS ")\n"
+    "  -h, --help              show this help\n";
+
+int cli_shutdown(int argc, char **argv)
+{
+    static const struct option opts[] = {{"address", required_argument, NULL, 'a'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+    const char *address = getenv("SERVE_ADDRESS");
+    int c;
+    while ((c = getopt_long(argc, argv, "a:h", opts, NULL)) != -1) {
+        if (c == 'a') {
+            address = optarg;
+        } else {
+            fputs(usage_shutdown, c == 'h' ? stdout : stderr);
+            return c == 'h' ? 0 : EXIT_USAGE;
+        }
+    }
+    if (optind != argc) {
+        fputs(usage_shutdown, stderr);
+        return EXIT_USAGE;
+    }
+    address = address ? address : CLI_DEFAULT_ADDRESS;
+    ipc_buf body = {0};
+    long status = admin_call(address, "DELETE", NULL, 0, &body);
+    int rc = status == 200 ? 0 : EXIT_RUNTIME;
+    if (status == 200)
+        printf("serve: every application of %s is shutting down\n", address);
+    else if (status > 0)
+        fprintf(stderr, "serve: the admin API answered %ld: %s\n", status, body.data);
+    ipc_buf_free(&body);
+    return rc;
+}

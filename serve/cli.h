@@ -15,4 +15,7 @@ int cli_config(int argc, char **argv);
 /* `serve deploy CONFIG [-a ADDRESS]`: PUT CONFIG to the admin API. */
 int cli_deploy(int argc, char **argv);
 
+/* `serve shutdown [-a ADDRESS]`: DELETE every application. */
+int cli_shutdown(int argc, char **argv);
+
 #endif

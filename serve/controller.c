@@ -56,8 +56,21 @@ typedef struct rep {
     int health_failures;     /* consecutive failed or timed-out checks */
 } rep;
 
+/* A config shared by whoever points into it: the controller (current) and
+   each deployment (the config it came from). A removed deployment drains
+   while a newer config is current; its own reference keeps its strings. */
+typedef struct cfg_ref {
+    cfg_config *cfg;
+    int refs;
+} cfg_ref;
+
 struct ctl_dep {
+    ctl_dep *next; /* in the controller's list */
     ctl *c;
+    cfg_ref *ref;
+    int removing; /* not in the config any more: draining, then freed */
+    int seen;     /* scratch for ctl_apply */
+    int pending_closes;
     const cfg_app *app;
     const cfg_deployment *cfg;
     router_pool *pool;
@@ -82,8 +95,8 @@ struct ctl {
     router *router;
     admin *admin;
     double deployed_time_s;
-    ctl_dep *deps;
-    size_t n_deps;
+    ctl_dep *deps; /* list */
+    cfg_ref *cur;  /* the current config (c->cfg is cur->cfg) */
     uv_signal_t sigint, sigterm;
     uv_timer_t kill_timer;
     ctl_done_cb done;
@@ -99,6 +112,24 @@ struct ctl {
 
 static void reconcile(ctl_dep *d);
 static void maybe_finish(ctl *c);
+static ctl_dep *add_deployment(ctl *c, const cfg_app *a, const cfg_deployment *cfg, cfg_ref *ref);
+static void remove_deployment(ctl_dep *d);
+static void dep_close(ctl_dep *d);
+
+static cfg_ref *cfg_ref_new(cfg_config *cfg)
+{
+    cfg_ref *r = malloc(sizeof(*r));
+    if (r) *r = (cfg_ref){cfg, 1};
+    return r;
+}
+
+static void cfg_ref_put(cfg_ref *r)
+{
+    if (r && --r->refs == 0) {
+        cfg_free(r->cfg);
+        free(r);
+    }
+}
 static int setup_routes(ctl *c);
 
 static double wall_clock_s(void)
@@ -120,8 +151,17 @@ static void rep_unref(rep *p)
             break;
         }
     free(p);
-    d->c->n_reps--;
-    maybe_finish(d->c);
+    ctl *c = d->c;
+    c->n_reps--;
+    if (d->removing && !d->reps && !c->finished) { /* its last replica: let it go */
+        for (ctl_dep **pp = &c->deps; *pp; pp = &(*pp)->next)
+            if (*pp == d) {
+                *pp = d->next;
+                break;
+            }
+        dep_close(d);
+    }
+    maybe_finish(c);
 }
 
 static void set_state(rep *p, rep_state s)
@@ -137,9 +177,8 @@ static void set_state(rep *p, rep_state s)
 static double max_graceful_s(const ctl *c)
 {
     double t = 0;
-    for (size_t i = 0; i < c->n_deps; i++)
-        if (c->deps[i].cfg->graceful_shutdown_timeout_s > t)
-            t = c->deps[i].cfg->graceful_shutdown_timeout_s;
+    for (const ctl_dep *d = c->deps; d; d = d->next)
+        if (d->cfg->graceful_shutdown_timeout_s > t) t = d->cfg->graceful_shutdown_timeout_s;
     return t;
 }
 
@@ -154,8 +193,8 @@ static void fatal(ctl *c, const char *what)
 static void log_if_all_ready(ctl *c)
 {
     if (c->all_ready_logged) return;
-    for (size_t i = 0; i < c->n_deps; i++)
-        if (c->deps[i].n_running < c->deps[i].cfg->num_replicas) return;
+    for (const ctl_dep *d = c->deps; d; d = d->next)
+        if (!d->removing && d->n_running < d->cfg->num_replicas) return;
     c->all_ready_logged = 1;
     int v6 = strchr(c->cfg->http_host, ':') != NULL; /* URLs bracket IPv6 hosts */
     for (size_t i = 0; i < c->cfg->n_apps; i++)
@@ -325,6 +364,7 @@ static void on_restart_timer(uv_timer_t *t)
 /* Replace an unexpected exit after the current backoff, doubling it. */
 static void schedule_restart(ctl_dep *d, rep_state was)
 {
+    if (d->removing) return;
     if (was == REP_STARTING && !d->ever_ready && ++d->start_failures >= CTL_START_ATTEMPTS) {
         char msg[256];
         snprintf(msg, sizeof(msg), "%s/%s: replicas exited %d times before becoming ready",
@@ -533,7 +573,8 @@ static int spawn_one(ctl_dep *d)
  */
 static void reconcile(ctl_dep *d)
 {
-    int target = d->cfg->num_replicas, surge = target / 5 > 1 ? target / 5 : 1;
+    int target = d->removing ? 0 : d->cfg->num_replicas;
+    int surge = target / 5 > 1 ? target / 5 : 1;
     int current = 0, old = 0;
     rep *p, *next;
     if (d->c->stopping) return;
@@ -562,8 +603,8 @@ static void reconcile(ctl_dep *d)
 
 static void kill_all(ctl *c, int sig)
 {
-    for (size_t i = 0; i < c->n_deps; i++)
-        for (rep *p = c->deps[i].reps; p; p = p->next)
+    for (ctl_dep *d = c->deps; d; d = d->next)
+        for (rep *p = d->reps; p; p = p->next)
             if (p->state != REP_EXITED) uv_process_kill(&p->proc, sig);
 }
 
@@ -579,8 +620,8 @@ static void on_drained(void *arg)
 {
     ctl *c = arg;
     c->stopping = 2;
-    for (size_t i = 0; i < c->n_deps; i++)
-        for (rep *p = c->deps[i].reps; p; p = p->next) {
+    for (ctl_dep *d = c->deps; d; d = d->next)
+        for (rep *p = d->reps; p; p = p->next) {
             if (p->state == REP_EXITED || p->state == REP_STOPPING) continue;
             set_state(p, REP_STOPPING);
             if (p->control) ipc_conn_send(p->control, IPC_STOP, 0, NULL, 0);
@@ -597,9 +638,7 @@ static void close_done(ctl *c)
     ctl_done_cb done = c->done;
     void *arg = c->done_arg;
     int code = c->exit_code;
-    cfg_free(c->cfg);
-    for (size_t i = 0; i < c->n_deps; i++) free(c->deps[i].code_key);
-    free(c->deps);
+    cfg_ref_put(c->cur); /* deployments hold their own references */
     free(c->exe);
     free(c);
     done(arg, code);
@@ -635,9 +674,11 @@ static void maybe_finish(ctl *c)
     close_handle(c, (uv_handle_t *)&c->sigint);
     close_handle(c, (uv_handle_t *)&c->sigterm);
     close_handle(c, (uv_handle_t *)&c->kill_timer);
-    for (size_t i = 0; i < c->n_deps; i++)
-        close_handle(c, (uv_handle_t *)&c->deps[i].restart_timer);
-    for (size_t i = 0; i < c->n_deps; i++) close_handle(c, (uv_handle_t *)&c->deps[i].health_timer);
+    while (c->deps) {
+        ctl_dep *d = c->deps;
+        c->deps = d->next;
+        dep_close(d);
+    }
     log_info("stopped");
 }
 
@@ -648,9 +689,9 @@ void ctl_shutdown(ctl *c)
     case 0:
         c->stopping = 1;
         log_info("shutting down: finishing requests in progress (up to %.0f s)", max_graceful_s(c));
-        for (size_t i = 0; i < c->n_deps; i++) {
-            uv_timer_stop(&c->deps[i].restart_timer);
-            uv_timer_stop(&c->deps[i].health_timer);
+        for (ctl_dep *d = c->deps; d; d = d->next) {
+            uv_timer_stop(&d->restart_timer);
+            uv_timer_stop(&d->health_timer);
         }
         router_drain(c->router, max_graceful_s(c), on_drained, c);
         break;
@@ -676,9 +717,7 @@ static int differs(const char *x, const char *y)
     return (x == NULL) != (y == NULL) || (x && strcmp(x, y) != 0);
 }
 
-#define CTL_LIVE_FIELDS                                                                            \
-    "num_replicas, user_config, max_ongoing_requests, max_queued_requests, route_prefix, plugin "  \
-    "and init_args (rolling update)"
+#define CTL_LIVE_FIELDS "applications and their deployments"
 
 /* Set err to "FIELD: ..." and return 1 when `changed`. */
 static int refuse(int changed, char *err, size_t errlen, const char *fmt, ...)
@@ -708,21 +747,8 @@ static int same_shape(const cfg_config *a, const cfg_config *b, char *err, size_
                err, errlen, "http_options") ||
         refuse(differs(a->admin_host, b->admin_host) || a->admin_port != b->admin_port ||
                    differs(a->admin_auth_token, b->admin_auth_token),
-               err, errlen, "admin") ||
-        refuse(a->n_apps != b->n_apps, err, errlen, "applications"))
+               err, errlen, "admin"))
         return 0;
-    for (size_t i = 0; i < a->n_apps; i++) {
-        const cfg_app *x = &a->apps[i], *y = &b->apps[i];
-        if (refuse(differs(x->name, y->name), err, errlen, "applications[%zu].name", i) ||
-            refuse(differs(x->ingress, y->ingress), err, errlen, "applications[%zu].ingress", i) ||
-            refuse(x->n_deployments != y->n_deployments, err, errlen,
-                   "applications[%zu].deployments", i))
-            return 0;
-        for (size_t j = 0; j < x->n_deployments; j++)
-            if (refuse(differs(x->deployments[j].name, y->deployments[j].name), err, errlen,
-                       "applications[%zu].deployments[%zu].name", i, j))
-                return 0;
-    }
     return 1;
 }
 
@@ -758,11 +784,15 @@ static void update_code_key(ctl_dep *d)
 }
 
 /* Apply one deployment's new settings to its pool and replicas. */
-static void apply_deployment(ctl_dep *d, const cfg_app *app, const cfg_deployment *next)
+static void apply_deployment(ctl_dep *d, const cfg_app *app, const cfg_deployment *next,
+                             cfg_ref *ref)
 {
     int user_config_changed = differs(d->cfg->user_config_json, next->user_config_json);
     d->app = app;
     d->cfg = next;
+    ref->refs++;
+    cfg_ref_put(d->ref); /* d no longer points into its old config */
+    d->ref = ref;
     update_code_key(d);
     router_pool_configure(d->pool, next->max_ongoing_requests, next->max_queued_requests);
     start_health_checks(d); /* the period may have changed */
@@ -774,28 +804,76 @@ static void apply_deployment(ctl_dep *d, const cfg_app *app, const cfg_deploymen
     reconcile(d);
 }
 
+static ctl_dep *find_deployment(ctl *c, const char *app, const char *name)
+{
+    for (ctl_dep *d = c->deps; d; d = d->next)
+        if (!d->removing && strcmp(d->app->name, app) == 0 && strcmp(d->cfg->name, name) == 0)
+            return d;
+    return NULL;
+}
+
+/* Make `next` (wrapped in `ref`) the running config: deployments found by
+   name are updated, new ones start, and the ones it lacks drain away. */
+static void apply_config(ctl *c, cfg_config *next, cfg_ref *ref)
+{
+    for (ctl_dep *d = c->deps; d; d = d->next) d->seen = 0;
+    for (size_t i = 0; i < next->n_apps; i++)
+        for (size_t j = 0; j < next->apps[i].n_deployments; j++) {
+            const cfg_app *a = &next->apps[i];
+            ctl_dep *d = find_deployment(c, a->name, a->deployments[j].name);
+            if (d)
+                apply_deployment(d, a, &a->deployments[j], ref);
+            else if ((d = add_deployment(c, a, &a->deployments[j], ref)))
+                reconcile(d);
+            if (d) d->seen = 1;
+        }
+    for (ctl_dep *d = c->deps, *next_d; d; d = next_d) {
+        next_d = d->next; /* remove_deployment may unlink d */
+        if (!d->seen && !d->removing) remove_deployment(d);
+    }
+    cfg_ref_put(c->cur);
+    c->cur = ref;
+    c->cfg = next;
+    if (setup_routes(c) != 0) log_error("cannot update the route table: out of memory");
+    c->deployed_time_s = wall_clock_s();
+    c->all_ready_logged = 0;
+    log_if_all_ready(c);
+}
+
 int ctl_apply(ctl *c, cfg_config *next, char *err, size_t errlen)
 {
-    int rc = -ENOTSUP;
     if (c->stopping) {
         snprintf(err, errlen, "shutting down");
-        rc = -ECANCELED;
-    } else if (same_shape(c->cfg, next, err, errlen)) {
-        size_t k = 0; /* deps were made in config order: app by app */
-        for (size_t i = 0; i < next->n_apps; i++)
-            for (size_t j = 0; j < next->apps[i].n_deployments; j++)
-                apply_deployment(&c->deps[k++], &next->apps[i], &next->apps[i].deployments[j]);
-        cfg_config *old = c->cfg;
-        c->cfg = next;
-        next = old; /* freed below */
-        if (setup_routes(c) != 0) log_error("cannot update the route table: out of memory");
-        c->deployed_time_s = wall_clock_s();
-        c->all_ready_logged = 0;
-        log_if_all_ready(c);
-        rc = 0;
+        cfg_free(next);
+        return -ECANCELED;
     }
-    cfg_free(next);
-    return rc;
+    if (!same_shape(c->cfg, next, err, errlen)) {
+        cfg_free(next);
+        return -ENOTSUP;
+    }
+    cfg_ref *ref = cfg_ref_new(next);
+    if (!ref) {
+        snprintf(err, errlen, "out of memory");
+        cfg_free(next);
+        return -ENOMEM;
+    }
+    apply_config(c, next, ref);
+    return 0;
+}
+
+int ctl_delete_all(ctl *c, char *err, size_t errlen)
+{
+    json_t *doc = json_loads(c->cfg->source_json, 0, NULL);
+    json_object_set_new(doc, "applications", json_array());
+    char *text = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
+    json_decref(doc);
+    cfg_config *next = NULL;
+    int rc = text ? cfg_parse(text, strlen(text), &next, err, errlen) : -ENOMEM;
+    free(text);
+    if (rc != 0) return rc;
+    if (c->cfg->admin_auth_token && !next->admin_auth_token)
+        next->admin_auth_token = strdup(c->cfg->admin_auth_token);
+    return ctl_apply(c, next, err, errlen);
 }
 
 /* ---- Status ------------------------------------------------------------ */
@@ -834,11 +912,11 @@ static json_t *app_status(const ctl *c, size_t index)
     const cfg_app *a = &c->cfg->apps[index];
     json_t *deps = json_object();
     int running = 1, unhealthy = 0;
-    for (size_t i = 0; i < c->n_deps; i++) {
-        if (c->deps[i].app != a) continue;
-        running &= c->deps[i].n_running >= c->deps[i].cfg->num_replicas;
-        unhealthy |= c->deps[i].message[0] != '\0';
-        json_object_set_new(deps, c->deps[i].cfg->name, deployment_status(&c->deps[i]));
+    for (const ctl_dep *d = c->deps; d; d = d->next) {
+        if (d->app != a || d->removing) continue;
+        running &= d->n_running >= d->cfg->num_replicas;
+        unhealthy |= d->message[0] != '\0';
+        json_object_set_new(deps, d->cfg->name, deployment_status(d));
     }
     const char *status = c->stopping ? "DELETING"
                          : unhealthy ? "UNHEALTHY"
@@ -899,32 +977,80 @@ static void warn_not_applied(const ctl_dep *d)
                  d->app->name, d->cfg->name);
 }
 
+/* A deployment object for `cfg` of app `a` (which live in ref's config),
+   linked into the controller; its replicas start at the next reconcile. */
+static ctl_dep *add_deployment(ctl *c, const cfg_app *a, const cfg_deployment *cfg, cfg_ref *ref)
+{
+    ctl_dep *d = calloc(1, sizeof(*d));
+    if (!d) return NULL;
+    d->c = c;
+    d->app = a;
+    d->cfg = cfg;
+    d->ref = ref;
+    ref->refs++;
+    d->backoff_s = CTL_BACKOFF_MIN_S;
+    d->pool = router_pool_get(c->router, a->name, cfg->name);
+    if (!d->pool) {
+        cfg_ref_put(ref);
+        free(d);
+        return NULL;
+    }
+    uv_timer_init(c->loop, &d->restart_timer);
+    uv_timer_init(c->loop, &d->health_timer);
+    d->restart_timer.data = d->health_timer.data = d;
+    router_pool_configure(d->pool, cfg->max_ongoing_requests, cfg->max_queued_requests);
+    update_code_key(d);
+    warn_not_applied(d);
+    start_health_checks(d);
+    d->next = c->deps;
+    c->deps = d;
+    return d;
+}
+
+/* Gone from the config: no new requests reach it (its route goes with the
+   new route table), its replicas drain and stop, and then it is freed. */
+static void remove_deployment(ctl_dep *d)
+{
+    log_info("%s/%s: not in the config any more; stopping its replicas", d->app->name,
+             d->cfg->name);
+    d->removing = 1;
+    uv_timer_stop(&d->health_timer);
+    uv_timer_stop(&d->restart_timer);
+    if (d->reps) {
+        reconcile(d);
+        return;
+    }
+    for (ctl_dep **pp = &d->c->deps; *pp; pp = &(*pp)->next)
+        if (*pp == d) {
+            *pp = d->next;
+            break;
+        }
+    dep_close(d);
+}
+
+static void on_dep_timer_closed(uv_handle_t *h)
+{
+    ctl_dep *d = h->data;
+    if (--d->pending_closes > 0) return;
+    free(d->code_key);
+    cfg_ref_put(d->ref);
+    free(d);
+}
+
+/* Free an unlinked deployment once the loop has closed its timers. */
+static void dep_close(ctl_dep *d)
+{
+    d->pending_closes = 2;
+    uv_close((uv_handle_t *)&d->restart_timer, on_dep_timer_closed);
+    uv_close((uv_handle_t *)&d->health_timer, on_dep_timer_closed);
+}
+
 static int setup_deployments(ctl *c)
 {
-    size_t n = 0;
-    for (size_t i = 0; i < c->cfg->n_apps; i++) n += c->cfg->apps[i].n_deployments;
-    c->deps = calloc(n ? n : 1, sizeof(*c->deps));
-    if (!c->deps) return -ENOMEM;
-    for (size_t i = 0; i < c->cfg->n_apps; i++) {
-        const cfg_app *a = &c->cfg->apps[i];
-        for (size_t j = 0; j < a->n_deployments; j++) {
-            ctl_dep *d = &c->deps[c->n_deps++];
-            d->c = c;
-            d->app = a;
-            d->cfg = &a->deployments[j];
-            d->backoff_s = CTL_BACKOFF_MIN_S;
-            d->pool = router_pool_get(c->router, a->name, d->cfg->name);
-            warn_not_applied(d);
-            uv_timer_init(c->loop, &d->restart_timer);
-            uv_timer_init(c->loop, &d->health_timer);
-            d->restart_timer.data = d->health_timer.data = d;
-            start_health_checks(d);
-            if (!d->pool) return -ENOMEM;
-            router_pool_configure(d->pool, d->cfg->max_ongoing_requests,
-                                  d->cfg->max_queued_requests);
-            update_code_key(d);
-        }
-    }
+    for (size_t i = 0; i < c->cfg->n_apps; i++)
+        for (size_t j = 0; j < c->cfg->apps[i].n_deployments; j++)
+            if (!add_deployment(c, &c->cfg->apps[i], &c->cfg->apps[i].deployments[j], c->cur))
+                return -ENOMEM;
     return setup_routes(c);
 }
 
@@ -937,6 +1063,7 @@ int ctl_start(uv_loop_t *loop, cfg_config *cfg, const char *exe, ctl_done_cb don
     if (!(c->exe = strdup(exe))) goto fail_router;
     c->loop = loop;
     c->cfg = cfg;
+    if (!(c->cur = cfg_ref_new(cfg))) goto fail_router;
     c->done = done;
     c->done_arg = arg;
     c->id_seed = uv_hrtime() ^ ((uint64_t)getpid() << 40);
@@ -969,7 +1096,7 @@ int ctl_start(uv_loop_t *loop, cfg_config *cfg, const char *exe, ctl_done_cb don
     int v6 = strchr(cfg->http_host, ':') != NULL;
     log_info("proxy listening on http://%s%s%s:%d", v6 ? "[" : "", cfg->http_host, v6 ? "]" : "",
              cfg->http_port);
-    for (size_t i = 0; i < c->n_deps; i++) reconcile(&c->deps[i]);
+    for (ctl_dep *d = c->deps; d; d = d->next) reconcile(d);
     *out = c;
     return 0;
 
@@ -983,6 +1110,7 @@ fail_started:
     return rc;
 fail_router:
     free(c->exe);
+    free(c->cur); /* the wrapper only: cfg is freed below */
 fail_alloc:
     free(c);
     cfg_free(cfg);

@@ -42,14 +42,18 @@ json_t *ctl_status(const ctl *c);
 
 /*
  * Apply a new config to the running controller (ownership of `next`
- * passes, even on failure). This version changes live, without a restart:
- * num_replicas (scale up; scale down by draining the newest replicas),
- * user_config (reconfigure on every replica, one at a time per replica),
- * max_ongoing_requests and max_queued_requests. Anything else that differs
- * (the apps and their deployments, plugins, init_args, routes, http_options,
- * admin) is refused whole: -ENOTSUP with the field named in `err`.
+ * passes, even on failure), as a diff, matching deployments by application
+ * and deployment name: new ones start; missing ones drain and stop;
+ * num_replicas, user_config (reconfigure), limits, health settings and
+ * route prefixes change in place; a new plugin (path or rebuilt file) or
+ * init_args rolls the replicas over. A change of http_options or admin is
+ * refused whole: -ENOTSUP with the field named in `err`.
  */
 int ctl_apply(ctl *c, cfg_config *next, char *err, size_t errlen);
+
+/* Remove every application (Ray's DELETE /api/serve/applications/): their
+   replicas drain and stop; the proxy and admin API keep running. */
+int ctl_delete_all(ctl *c, char *err, size_t errlen);
 
 /* Begin a graceful shutdown (idempotent; a second call stops replicas at
    once). The done callback follows; the ctl is freed after it returns. */

@@ -40,8 +40,8 @@ static const char usage_main[] =
     "                 running serve (through its admin API)\n"
     "  config         print the config the applications of a running serve\n"
     "                 were deployed with\n"
-    "  deploy CONFIG  send CONFIG to a running serve, which applies what can\n"
-    "                 change live (replica counts, user_config, limits)\n"
+    "  deploy CONFIG  send CONFIG to a running serve, which applies it live\n"
+    "  shutdown       delete every application of a running serve\n"
     "\n"
     "options:\n"
     "  -h, --help     show this help (also: serve <command> --help)\n"
@@ -264,6 +264,7 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "status") == 0) return cli_status(argc - 1, argv + 1);
     if (strcmp(cmd, "config") == 0) return cli_config(argc - 1, argv + 1);
     if (strcmp(cmd, "deploy") == 0) return cli_deploy(argc - 1, argv + 1);
+    if (strcmp(cmd, "shutdown") == 0) return cli_shutdown(argc - 1, argv + 1);
     if (strcmp(cmd, "__replica") == 0) return replica_main();
     fprintf(stderr, "serve: unknown command '%s'\n\n%s", cmd, usage_main);
     return EXIT_USAGE;

@@ -215,7 +215,29 @@ Test(admin, a_put_config_scales_live_and_a_bad_one_is_refused_naming_the_field)
     echo_config(s, 3, s->config_path, config, sizeof(config));
     cr_expect_eq(admin_put(s, config, body), 400);
     cr_expect(strstr(body, "is outside the plugin folders"), "%s", body);
-    cr_expect_eq(admin_request(s, "DELETE", NULL, body), 501, "%s", body);
+}
+
+Test(admin, delete_and_serve_shutdown_remove_every_application)
+{
+    h_serve *s = serve_up("/echo", "", ECHO2);
+    pid_t pids[H_MAX_REPLICAS];
+    static char body[65536], out[65536];
+    cr_assert_eq(h_serve_wait_replicas(s, 2, 5, pids), 0);
+    char addr[64];
+    snprintf(addr, sizeof(addr), "http://127.0.0.1:%d", s->admin_port);
+    const char *args[] = {"shutdown", "-a", addr, NULL};
+    cr_assert_eq(run_serve(s, NULL, args, out), 0, "%s", out);
+    cr_expect_eq(h_serve_wait_replicas(s, 0, 5, pids), 0, "%s", LOG(s));
+    h_response r;
+    get_expect(s, "/echo", 404, &r);
+    h_response_free(&r);
+    cr_assert_eq(admin_request(s, "GET", NULL, body), 200);
+    cr_expect(strstr(body, "\"applications\":{}"), "%s", body);
+    /* the instance still takes a new config */
+    char config[2048];
+    echo_config(s, 1, "echo.so", config, sizeof(config));
+    cr_expect_eq(admin_put(s, config, body), 200, "%s", body);
+    cr_expect_eq(h_serve_wait_ready(s, "/echo", READY_TIMEOUT_S), 0, "%s", LOG(s));
 }
 
 Test(admin, serve_deploy_sends_a_file_that_is_applied)

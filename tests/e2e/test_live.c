@@ -246,3 +246,38 @@ Test(health, a_stalled_replica_is_replaced_when_its_checks_time_out)
     cr_expect_eq(r.status, 200, "%s", LOG(s));
     h_response_free(&r);
 }
+
+Test(live, applications_are_added_and_removed_live)
+{
+    h_serve *s = start_watched(1, "\"Hi\"");
+    pid_t hello[H_MAX_REPLICAS], now[H_MAX_REPLICAS];
+    cr_assert_eq(h_serve_wait_replicas(s, 1, 5, hello), 0);
+    /* add echo next to hello */
+    cr_assert_eq(
+        h_serve_write_config(s,
+                             "{\"http_options\": {\"port\": %d}, \"admin\": {\"port\": %d},"
+                             " \"applications\": [%s, %s]}",
+                             s->port, s->admin_port,
+                             APP("hello", "/hello", "hello.so",
+                                 "{\"name\": \"Hello\", \"user_config\": {\"greeting\": \"Hi\"}}"),
+                             APP("echo", "/echo", "echo.so", "{\"name\": \"Echo\"}")),
+        0);
+    cr_assert_eq(h_serve_wait_ready(s, "/echo", READY_TIMEOUT_S), 0, "%s", LOG(s));
+    /* then keep echo only: hello's route goes, its replica stops */
+    cr_assert_eq(
+        h_serve_write_config(s,
+                             "{\"http_options\": {\"port\": %d}, \"admin\": {\"port\": %d},"
+                             " \"applications\": [%s]}",
+                             s->port, s->admin_port,
+                             APP("echo", "/echo", "echo.so", "{\"name\": \"Echo\"}")),
+        0);
+    wait_log(s, "hello/Hello: not in the config any more", 1);
+    for (int t = 0; t < 300 && h_pid_alive(hello[0]); t++) h_sleep_ms(10);
+    cr_expect(!h_pid_alive(hello[0]), "hello's replica still runs");
+    cr_expect_eq(h_serve_wait_replicas(s, 1, 5, now), 0, "%s", LOG(s));
+    h_response r;
+    get_expect(s, "/hello", 404, &r);
+    h_response_free(&r);
+    get_expect(s, "/echo", 200, &r);
+    h_response_free(&r);
+}
