@@ -52,6 +52,7 @@ typedef struct rep {
     int config_gen;          /* the deployment's user_config generation it has */
     int code_gen;            /* the deployment's code generation it runs */
     int reconfiguring;       /* a RECONFIGURE is out, its answer awaited */
+    int recovering;          /* started to replace a replica that died */
     uint64_t health_sent_ms; /* loop time of the HEALTH awaiting an answer, or 0 */
     int health_failures;     /* consecutive failed or timed-out checks */
 } rep;
@@ -77,7 +78,10 @@ struct ctl_dep {
     rep *reps;
     int n_active; /* STARTING or RUNNING */
     int n_running;
-    int ever_ready;
+    int gen_ready;     /* a replica of the current code became ready */
+    int deploy_failed; /* the current code never started: not retried */
+    int recovering;    /* the replicas being started replace crashed ones */
+    char last_error[512];
     int start_failures;
     double backoff_s;
     uv_timer_t restart_timer;
@@ -104,6 +108,7 @@ struct ctl {
     int stopping; /* 0 serving, 1 draining the router, 2 stopping replicas */
     int finished;
     int all_ready_logged;
+    int initial_done; /* every deployment of the first config ran once */
     int exit_code;
     int n_reps;
     int pending_closes;
@@ -196,6 +201,7 @@ static void log_if_all_ready(ctl *c)
     for (const ctl_dep *d = c->deps; d; d = d->next)
         if (!d->removing && d->n_running < d->cfg->num_replicas) return;
     c->all_ready_logged = 1;
+    c->initial_done = 1;
     int v6 = strchr(c->cfg->http_host, ':') != NULL; /* URLs bracket IPv6 hosts */
     for (size_t i = 0; i < c->cfg->n_apps; i++)
         log_info("application '%s' is running at http://%s%s%s:%d%s", c->cfg->apps[i].name,
@@ -311,7 +317,7 @@ static void on_ready(rep *p)
     p->refs++;
     set_state(p, REP_RUNNING);
     send_user_config(p);
-    d->ever_ready = 1;
+    d->gen_ready = 1;
     d->start_failures = 0;
     d->backoff_s = CTL_BACKOFF_MIN_S;
     log_info("%s/%s: replica %s running (pid %d)", d->app->name, d->cfg->name, p->id, p->proc.pid);
@@ -335,9 +341,11 @@ static void on_control_frame(ipc_conn *conn, const ipc_frame *f)
         char msg[1200];
         snprintf(msg, sizeof(msg), "%s/%s: replica %s failed to start: %.*s", d->app->name,
                  d->cfg->name, p->id, (int)(f->len > 1024 ? 1024 : f->len), f->payload);
-        /* A definite load or init error before the deployment ever ran is a
-           deploy failure: `serve run` stops rather than retry forever. */
-        if (!d->ever_ready && !d->c->stopping)
+        snprintf(d->last_error, sizeof(d->last_error), "%.500s", msg);
+        /* A definite load or init error of the first config is a failed
+           `serve run`, as in Ray Serve; later ones count toward
+           DEPLOY_FAILED as the replica exits (schedule_restart). */
+        if (!d->gen_ready && !d->c->initial_done && !d->c->stopping)
             fatal(d->c, msg);
         else
             log_error("%s", msg);
@@ -358,20 +366,32 @@ static void on_proc_closed(uv_handle_t *h)
 
 static void on_restart_timer(uv_timer_t *t)
 {
-    reconcile(t->data);
+    ctl_dep *d = t->data;
+    reconcile(d);
+    d->recovering = 0;
 }
 
 /* Replace an unexpected exit after the current backoff, doubling it. */
 static void schedule_restart(ctl_dep *d, rep_state was)
 {
     if (d->removing) return;
-    if (was == REP_STARTING && !d->ever_ready && ++d->start_failures >= CTL_START_ATTEMPTS) {
-        char msg[256];
-        snprintf(msg, sizeof(msg), "%s/%s: replicas exited %d times before becoming ready",
-                 d->app->name, d->cfg->name, d->start_failures);
-        fatal(d->c, msg);
+    if (was == REP_STARTING && !d->gen_ready && ++d->start_failures >= CTL_START_ATTEMPTS) {
+        char msg[1300];
+        snprintf(msg, sizeof(msg), "%s/%s: replicas exited %d times before becoming ready%s%s",
+                 d->app->name, d->cfg->name, d->start_failures, d->last_error[0] ? "; " : "",
+                 d->last_error);
+        if (!d->c->initial_done) {
+            fatal(d->c, msg);
+            return;
+        }
+        /* Later deploys fail alone: the others (and any replicas of the
+           previous code) keep serving; a new config tries again. */
+        d->deploy_failed = 1;
+        snprintf(d->message, sizeof(d->message), "%.500s", msg);
+        log_error("%s; DEPLOY_FAILED until its config changes", msg);
         return;
     }
+    d->recovering = 1;
     uv_timer_start(&d->restart_timer, on_restart_timer, (uint64_t)(d->backoff_s * 1000), 0);
     d->backoff_s = d->backoff_s * 2 > CTL_BACKOFF_MAX_S ? CTL_BACKOFF_MAX_S : d->backoff_s * 2;
 }
@@ -453,6 +473,7 @@ static int spawn_replica(ctl_dep *d)
     p->start_time_s = wall_clock_s();
     p->config_gen = d->config_gen;
     p->code_gen = d->code_gen;
+    p->recovering = d->recovering;
     p->state = REP_EXITED; /* set_state below counts it in */
     p->proc.data = p;
     /* seed + counter mod 2^32 through a bijection: unique for 2^32 starts */
@@ -596,7 +617,9 @@ static void reconcile(ctl_dep *d)
         retire(p, "scaling down");
         current--;
     }
-    while (current < target && current + old < target + surge && spawn_one(d) == 0) current++;
+    while (!d->deploy_failed && current < target && current + old < target + surge &&
+           spawn_one(d) == 0)
+        current++;
 }
 
 /* ---- Shutdown ---------------------------------------------------------- */
@@ -776,6 +799,7 @@ static void update_code_key(ctl_dep *d)
     }
     if (d->code_key) {
         d->code_gen++;
+        d->gen_ready = 0; /* the new code has to prove itself */
         log_info("%s/%s: new code (plugin or init_args): rolling update", d->app->name,
                  d->cfg->name);
     }
@@ -796,6 +820,10 @@ static void apply_deployment(ctl_dep *d, const cfg_app *app, const cfg_deploymen
     update_code_key(d);
     router_pool_configure(d->pool, next->max_ongoing_requests, next->max_queued_requests);
     start_health_checks(d); /* the period may have changed */
+    if (d->deploy_failed) { /* a new config is a new try */
+        d->deploy_failed = d->start_failures = 0;
+        d->message[0] = d->last_error[0] = '\0';
+    }
     if (user_config_changed) {
         d->config_gen++;
         d->message[0] = '\0';
@@ -880,9 +908,11 @@ int ctl_delete_all(ctl *c, char *err, size_t errlen)
 
 static json_t *replica_status(const rep *p)
 {
-    return json_pack("{s:s, s:s, s:i, s:f}", "replica_id", p->id, "state",
-                     rep_state_names[p->state], "pid", p->proc.pid, "start_time_s",
-                     p->start_time_s);
+    const char *state = rep_state_names[p->state];
+    if (p->state == REP_STARTING && p->recovering) state = "RECOVERING";
+    if (p->state == REP_RUNNING && p->reconfiguring) state = "UPDATING";
+    return json_pack("{s:s, s:s, s:i, s:f}", "replica_id", p->id, "state", state, "pid",
+                     p->proc.pid, "start_time_s", p->start_time_s);
 }
 
 /* HEALTHY when every replica runs; UPDATING while some start. */
@@ -890,10 +920,11 @@ static json_t *deployment_status(const ctl_dep *d)
 {
     json_t *reps = json_array();
     for (const rep *p = d->reps; p; p = p->next) json_array_append_new(reps, replica_status(p));
-    const char *status =
-        d->message[0]                                                                 ? "UNHEALTHY"
-        : d->n_running == d->cfg->num_replicas && d->n_active == d->cfg->num_replicas ? "HEALTHY"
-                                                                                      : "UPDATING";
+    int at_target = d->n_running == d->cfg->num_replicas && d->n_active == d->cfg->num_replicas;
+    const char *status = d->deploy_failed ? "DEPLOY_FAILED"
+                         : d->message[0]  ? "UNHEALTHY"
+                         : at_target      ? "HEALTHY"
+                                          : "UPDATING";
     return json_pack("{s:s, s:s, s:s, s:i, s:o}", "name", d->cfg->name, "status", status, "message",
                      d->message, "target_num_replicas", d->cfg->num_replicas, "replicas", reps);
 }
@@ -911,14 +942,16 @@ static json_t *app_status(const ctl *c, size_t index)
 {
     const cfg_app *a = &c->cfg->apps[index];
     json_t *deps = json_object();
-    int running = 1, unhealthy = 0;
+    int running = 1, unhealthy = 0, failed = 0;
     for (const ctl_dep *d = c->deps; d; d = d->next) {
         if (d->app != a || d->removing) continue;
         running &= d->n_running >= d->cfg->num_replicas;
         unhealthy |= d->message[0] != '\0';
+        failed |= d->deploy_failed;
         json_object_set_new(deps, d->cfg->name, deployment_status(d));
     }
     const char *status = c->stopping ? "DELETING"
+                         : failed    ? "DEPLOY_FAILED"
                          : unhealthy ? "UNHEALTHY"
                          : running   ? "RUNNING"
                                      : "DEPLOYING";

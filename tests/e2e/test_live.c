@@ -281,3 +281,36 @@ Test(live, applications_are_added_and_removed_live)
     get_expect(s, "/echo", 200, &r);
     h_response_free(&r);
 }
+
+Test(live, a_deployment_that_never_starts_is_deploy_failed_while_others_serve)
+{
+    h_serve *s = start_watched(1, "\"Hi\"");
+    wait_log(s, "is running at", 1);
+    cr_assert_eq(
+        h_serve_write_config(s,
+                             "{\"http_options\": {\"port\": %d}, \"admin\": {\"port\": %d},"
+                             " \"applications\": [%s, %s]}",
+                             s->port, s->admin_port,
+                             APP("hello", "/hello", "hello.so",
+                                 "{\"name\": \"Hello\", \"user_config\": {\"greeting\": \"Hi\"}}"),
+                             APP("bad", "/bad", "faulty.so",
+                                 "{\"name\": \"FailInit\", \"init_args\": {\"message\": \"weights "
+                                 "missing\"}}")),
+        0);
+    wait_log(s, "DEPLOY_FAILED until its config changes", 1);
+    static char body[65536];
+    cr_assert_eq(admin_request(s, "GET", NULL, body), 200);
+    json_t *doc = json_loads(body, 0, NULL);
+    json_t *apps = json_object_get(doc, "applications");
+    json_t *bad = json_object_get(apps, "bad");
+    json_t *dep = json_object_get(json_object_get(bad, "deployments"), "FailInit");
+    cr_expect_str_eq(jstr(bad, "status"), "DEPLOY_FAILED", "%s", body);
+    cr_expect_str_eq(jstr(dep, "status"), "DEPLOY_FAILED", "%s", body);
+    cr_expect(strstr(jstr(dep, "message"), "weights missing"), "%s", body);
+    cr_expect_str_eq(jstr(json_object_get(apps, "hello"), "status"), "RUNNING", "%s", body);
+    json_decref(doc);
+    cr_expect(h_serve_running(s), "serve must keep running\n%s", LOG(s));
+    char out[8192];
+    greetings(s, 3, out, sizeof(out));
+    cr_expect(strstr(out, "Hi, world!"), "%s", out);
+}
