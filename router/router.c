@@ -744,6 +744,12 @@ void router_pool_configure(router_pool *p, int max_ongoing, int max_queued)
     pool_flush(p);
 }
 
+void router_configure(router *r, double request_timeout_s, int access_log)
+{
+    r->opts.request_timeout_s = request_timeout_s;
+    r->opts.access_log = access_log;
+}
+
 int router_set_routes(router *r, const char *const *prefixes, const char *const *apps,
                       router_pool *const *pools, size_t n)
 {

@@ -126,6 +126,10 @@ router_pool *router_pool_get(router *r, const char *app, const char *dep);
    requests; at most `max_queued` wait when all are full (-1: no limit). */
 void router_pool_configure(router_pool *p, int max_ongoing, int max_queued);
 
+/* Change the default request timeout and the access log switch live; they
+   apply to requests that arrive from now on. */
+void router_configure(router *r, double request_timeout_s, int access_log);
+
 /* Replace the route table: each (prefix, app) maps to a pool. Requests
    already routed are not affected. Returns 0 or negative. */
 int router_set_routes(router *r, const char *const *prefixes, const char *const *apps,

@@ -53,6 +53,8 @@ typedef struct rep {
     int code_gen;            /* the deployment's code generation it runs */
     int reconfiguring;       /* a RECONFIGURE is out, its answer awaited */
     int recovering;          /* started to replace a replica that died */
+    uint64_t stop_since_ms;  /* loop time it was retired, or 0 */
+    uint64_t health_last_ms; /* loop time the last check was sent */
     uint64_t health_sent_ms; /* loop time of the HEALTH awaiting an answer, or 0 */
     int health_failures;     /* consecutive failed or timed-out checks */
 } rep;
@@ -277,15 +279,25 @@ static void on_health_tick(uv_timer_t *t)
     ctl_dep *d = t->data;
     uint64_t now = uv_now(d->c->loop);
     uint64_t timeout_ms = (uint64_t)(d->cfg->health_check_timeout_s * 1000);
+    uint64_t grace_ms = (uint64_t)(d->cfg->graceful_shutdown_timeout_s * 1000);
     for (rep *p = d->reps; p; p = p->next) { /* health_result never frees p */
-        if (p->state != REP_RUNNING || !p->control) continue;
+        if (p->state == REP_STOPPING && p->stop_since_ms && now - p->stop_since_ms >= grace_ms) {
+            log_warn("%s/%s: replica %s did not stop within graceful_shutdown_timeout_s; "
+                     "killing it",
+                     d->app->name, d->cfg->name, p->id);
+            p->stop_since_ms = 0;
+            uv_process_kill(&p->proc, SIGKILL);
+        }
+        if (p->state != REP_RUNNING || !p->control || d->removing) continue;
         if (p->health_sent_ms && now - p->health_sent_ms >= timeout_ms) {
             char why[128];
             snprintf(why, sizeof(why), "no answer within %g s", d->cfg->health_check_timeout_s);
             health_result(p, why);
         }
-        if (!p->health_sent_ms && p->state == REP_RUNNING) {
-            p->health_sent_ms = now ? now : 1;
+        uint64_t period_ms = (uint64_t)(d->cfg->health_check_period_s * 1000);
+        if (!p->health_sent_ms && p->state == REP_RUNNING &&
+            now - p->health_last_ms + period_ms / 10 >= period_ms) { /* timer jitter */
+            p->health_sent_ms = p->health_last_ms = now ? now : 1;
             ipc_conn_send(p->control, IPC_HEALTH, 0, NULL, 0);
         }
     }
@@ -293,7 +305,10 @@ static void on_health_tick(uv_timer_t *t)
 
 static void start_health_checks(ctl_dep *d)
 {
-    uint64_t ms = (uint64_t)(d->cfg->health_check_period_s * 1000);
+    double s = d->cfg->health_check_period_s;
+    if (d->cfg->graceful_shutdown_timeout_s > 0 && d->cfg->graceful_shutdown_timeout_s < s)
+        s = d->cfg->graceful_shutdown_timeout_s; /* the tick also enforces stop deadlines */
+    uint64_t ms = (uint64_t)(s * 1000);
     uv_timer_start(&d->health_timer, on_health_tick, ms ? ms : 1, ms ? ms : 1);
 }
 
@@ -565,6 +580,7 @@ static void retire(rep *p, const char *why)
     log_info("%s/%s: replica %s stopping (%s)", d->app->name, d->cfg->name, p->id, why);
     rep_state was = p->state;
     set_state(p, REP_STOPPING);
+    p->stop_since_ms = uv_now(d->c->loop);
     if (was == REP_RUNNING && p->backend)
         router_retire_backend(d->c->router, p->backend);
     else if (p->control)
@@ -765,8 +781,7 @@ static int same_shape(const cfg_config *a, const cfg_config *b, char *err, size_
 {
     if (refuse(differs(a->http_host, b->http_host) || a->http_port != b->http_port ||
                    a->max_body_bytes != b->max_body_bytes ||
-                   a->max_header_bytes != b->max_header_bytes ||
-                   a->request_timeout_s != b->request_timeout_s || a->access_log != b->access_log,
+                   a->max_header_bytes != b->max_header_bytes,
                err, errlen, "http_options") ||
         refuse(differs(a->admin_host, b->admin_host) || a->admin_port != b->admin_port ||
                    differs(a->admin_auth_token, b->admin_auth_token),
@@ -859,6 +874,7 @@ static void apply_config(ctl *c, cfg_config *next, cfg_ref *ref)
         next_d = d->next; /* remove_deployment may unlink d */
         if (!d->seen && !d->removing) remove_deployment(d);
     }
+    router_configure(c->router, next->request_timeout_s, next->access_log);
     cfg_ref_put(c->cur);
     c->cur = ref;
     c->cfg = next;
@@ -1046,8 +1062,7 @@ static void remove_deployment(ctl_dep *d)
 {
     log_info("%s/%s: not in the config any more; stopping its replicas", d->app->name,
              d->cfg->name);
-    d->removing = 1;
-    uv_timer_stop(&d->health_timer);
+    d->removing = 1; /* its tick now only enforces the stop deadline */
     uv_timer_stop(&d->restart_timer);
     if (d->reps) {
         reconcile(d);

@@ -314,3 +314,58 @@ Test(live, a_deployment_that_never_starts_is_deploy_failed_while_others_serve)
     greetings(s, 3, out, sizeof(out));
     cr_expect(strstr(out, "Hi, world!"), "%s", out);
 }
+
+/* Sleepy with n replicas and this much more in http_options and in the
+   deployment (each starting with a comma, or ""). */
+static void write_sleepy(h_serve *s, int n, const char *http_extra, const char *dep_extra)
+{
+    cr_assert_eq(
+        h_serve_write_config(s,
+                             "{\"http_options\": {\"port\": %d%s}, \"admin\": {\"port\": %d},"
+                             " \"applications\": [{\"name\": \"s\", \"route_prefix\": \"/s\","
+                             " \"plugin\": \"faulty.so\", \"deployments\": [{\"name\": "
+                             "\"Sleepy\", \"num_replicas\": %d%s}]}]}",
+                             s->port, http_extra, s->admin_port, n, dep_extra),
+        0);
+}
+
+static h_serve *start_sleepy(int n, const char *http_extra, const char *dep_extra)
+{
+    h_serve *s = h_serve_new();
+    write_sleepy(s, n, http_extra, dep_extra);
+    const char *args[] = {"--watch", NULL};
+    cr_assert_eq(h_serve_start_args(s, args), 0);
+    cr_assert_eq(h_serve_wait_ready(s, "/s", READY_TIMEOUT_S), 0, "%s", LOG(s));
+    wait_log(s, "is running at", 1);
+    return s;
+}
+
+Test(live, a_retired_replica_stuck_past_its_graceful_timeout_is_killed)
+{
+    const char *dep = ", \"graceful_shutdown_timeout_s\": 0.5";
+    h_serve *s = start_sleepy(1, "", dep);
+    pid_t pids[H_MAX_REPLICAS];
+    cr_assert_eq(h_serve_wait_replicas(s, 1, 5, pids), 0);
+    h_async *slow = h_request_async(s, "GET", "/s?ms=5000", NULL, NULL, 0);
+    h_sleep_ms(200); /* let it reach the replica */
+    write_sleepy(s, 0, "", dep);
+    h_response r;
+    h_async_wait(slow, &r);
+    cr_expect_eq(r.status, 502, "the stuck request ends with its replica: %ld", r.status);
+    cr_expect_lt(r.elapsed_s, 3.0, "the replica was killed after %.2f s", r.elapsed_s);
+    h_response_free(&r);
+    wait_log(s, "did not stop within graceful_shutdown_timeout_s; killing it", 1);
+    cr_expect(!h_pid_alive(pids[0]));
+}
+
+Test(live, the_request_timeout_changes_live)
+{
+    h_serve *s = start_sleepy(1, "", "");
+    h_response r;
+    get_expect(s, "/s?ms=400", 200, &r);
+    h_response_free(&r);
+    write_sleepy(s, 1, ", \"request_timeout_s\": 0.2", "");
+    wait_log(s, "applied", 1);
+    get_expect(s, "/s?ms=400", 408, &r);
+    h_response_free(&r);
+}
