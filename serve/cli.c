@@ -158,35 +158,53 @@ static void print_raw(json_t *doc)
 /* How a status-reading command prints the document. */
 typedef void (*doc_printer)(json_t *doc);
 
-/* Parse -a/--address (and --json when `json_printer` is set), GET the
-   status document and hand it to the chosen printer. */
-static int run_status_command(int argc, char **argv, const char *usage, doc_printer printer,
-                              doc_printer json_printer)
+/*
+ * The options every admin command takes: -a/--address, -h/--help, and
+ * --json when `json` is not NULL (then *json is set). `positional` is how
+ * many arguments must follow. Returns -1 to go on (with *address set and
+ * optind at the first positional argument), else the exit code to return.
+ */
+static int parse_admin_args(int argc, char **argv, const char *usage, int positional,
+                            const char **address, int *json)
 {
     static const struct option opts[] = {{"address", required_argument, NULL, 'a'},
                                          {"json", no_argument, NULL, 'j'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
-    const char *address = getenv("SERVE_ADDRESS");
     int c;
+    *address = getenv("SERVE_ADDRESS");
     while ((c = getopt_long(argc, argv, "a:h", opts, NULL)) != -1) {
         if (c == 'a') {
-            address = optarg;
-        } else if (c == 'j' && json_printer) {
-            printer = json_printer;
+            *address = optarg;
+        } else if (c == 'j' && json) {
+            *json = 1;
         } else {
             fputs(usage, c == 'h' ? stdout : stderr);
             return c == 'h' ? 0 : EXIT_USAGE;
         }
     }
-    if (optind != argc) {
+    if (argc - optind != positional) {
         fputs(usage, stderr);
         return EXIT_USAGE;
     }
+    if (!*address) *address = CLI_DEFAULT_ADDRESS;
+    return -1;
+}
+
+/* Parse -a/--address (and --json when `json_printer` is set), GET the
+   status document and hand it to the chosen printer. */
+static int run_status_command(int argc, char **argv, const char *usage, doc_printer printer,
+                              doc_printer json_printer)
+{
+    const char *address;
+    int json = 0;
+    int rc = parse_admin_args(argc, argv, usage, 0, &address, json_printer ? &json : NULL);
+    if (rc >= 0) return rc;
+    if (json) printer = json_printer;
     ipc_buf body = {0};
-    long status = admin_call(address ? address : CLI_DEFAULT_ADDRESS, "GET", NULL, 0, &body);
+    long status = admin_call(address, "GET", NULL, 0, &body);
     json_t *doc = status > 0 ? json_loads(body.data, 0, NULL) : NULL;
-    int rc = EXIT_RUNTIME;
+    rc = EXIT_RUNTIME;
     if (status == 200 && json_is_object(doc)) {
         printer(doc);
         rc = 0;
@@ -235,26 +253,11 @@ static int read_file(const char *path, ipc_buf *out)
 
 int cli_deploy(int argc, char **argv)
 {
-    static const struct option opts[] = {{"address", required_argument, NULL, 'a'},
-                                         {"help", no_argument, NULL, 'h'},
-                                         {NULL, 0, NULL, 0}};
-    const char *address = getenv("SERVE_ADDRESS");
-    int c;
-    while ((c = getopt_long(argc, argv, "a:h", opts, NULL)) != -1) {
-        if (c == 'a') {
-            address = optarg;
-        } else {
-            fputs(usage_deploy, c == 'h' ? stdout : stderr);
-            return c == 'h' ? 0 : EXIT_USAGE;
-        }
-    }
-    if (optind != argc - 1) {
-        fputs(usage_deploy, stderr);
-        return EXIT_USAGE;
-    }
-    address = address ? address : CLI_DEFAULT_ADDRESS;
+    const char *address;
+    int rc = parse_admin_args(argc, argv, usage_deploy, 1, &address, NULL);
+    if (rc >= 0) return rc;
     ipc_buf config = {0}, body = {0};
-    int rc = EXIT_RUNTIME;
+    rc = EXIT_RUNTIME;
     if (read_file(argv[optind], &config) != 0) {
         fprintf(stderr, "serve: cannot read %s\n", argv[optind]);
         rc = EXIT_USAGE;
@@ -291,27 +294,12 @@ static const char usage_shutdown[] =
 
 int cli_shutdown(int argc, char **argv)
 {
-    static const struct option opts[] = {{"address", required_argument, NULL, 'a'},
-                                         {"help", no_argument, NULL, 'h'},
-                                         {NULL, 0, NULL, 0}};
-    const char *address = getenv("SERVE_ADDRESS");
-    int c;
-    while ((c = getopt_long(argc, argv, "a:h", opts, NULL)) != -1) {
-        if (c == 'a') {
-            address = optarg;
-        } else {
-            fputs(usage_shutdown, c == 'h' ? stdout : stderr);
-            return c == 'h' ? 0 : EXIT_USAGE;
-        }
-    }
-    if (optind != argc) {
-        fputs(usage_shutdown, stderr);
-        return EXIT_USAGE;
-    }
-    address = address ? address : CLI_DEFAULT_ADDRESS;
+    const char *address;
+    int rc = parse_admin_args(argc, argv, usage_shutdown, 0, &address, NULL);
+    if (rc >= 0) return rc;
     ipc_buf body = {0};
     long status = admin_call(address, "DELETE", NULL, 0, &body);
-    int rc = status == 200 ? 0 : EXIT_RUNTIME;
+    rc = status == 200 ? 0 : EXIT_RUNTIME;
     if (status == 200)
         printf("serve: every application of %s is shutting down\n", address);
     else if (status > 0)

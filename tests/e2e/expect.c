@@ -67,7 +67,9 @@ static size_t collect(char *data, size_t size, size_t n, void *arg)
     return size * n;
 }
 
-long admin_request(const h_serve *s, const char *method, const char *token, char *body)
+/* METHOD on the admin API with an optional token and body. */
+static long admin_send(const h_serve *s, const char *method, const char *token, const char *send,
+                       char *body)
 {
     char url[128], auth[256];
     snprintf(url, sizeof(url), "http://127.0.0.1:%d/api/serve/applications/", s->admin_port);
@@ -81,6 +83,7 @@ long admin_request(const h_serve *s, const char *method, const char *token, char
     curl_easy_setopt(e, CURLOPT_URL, url);
     curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, h);
+    if (send) curl_easy_setopt(e, CURLOPT_POSTFIELDS, send);
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, collect);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, body);
     curl_easy_setopt(e, CURLOPT_TIMEOUT, 10L);
@@ -91,20 +94,12 @@ long admin_request(const h_serve *s, const char *method, const char *token, char
     return status;
 }
 
+long admin_request(const h_serve *s, const char *method, const char *token, char *body)
+{
+    return admin_send(s, method, token, NULL, body);
+}
+
 long admin_put(const h_serve *s, const char *config, char *body)
 {
-    char url[128];
-    snprintf(url, sizeof(url), "http://127.0.0.1:%d/api/serve/applications/", s->admin_port);
-    body[0] = '\0';
-    CURL *e = curl_easy_init();
-    curl_easy_setopt(e, CURLOPT_URL, url);
-    curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, "PUT");
-    curl_easy_setopt(e, CURLOPT_POSTFIELDS, config);
-    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, collect);
-    curl_easy_setopt(e, CURLOPT_WRITEDATA, body);
-    curl_easy_setopt(e, CURLOPT_TIMEOUT, 10L);
-    long status = -1;
-    if (curl_easy_perform(e) == CURLE_OK) curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
-    curl_easy_cleanup(e);
-    return status;
+    return admin_send(s, "PUT", NULL, config, body);
 }
