@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <signal.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "expect.h"
 #include "harness.h"
@@ -368,4 +369,54 @@ Test(live, the_request_timeout_changes_live)
     wait_log(s, "applied", 1);
     get_expect(s, "/s?ms=400", 408, &r);
     h_response_free(&r);
+}
+
+/* Copy $SERVE_BUILD_DIR/examples/echo.so to `dest`, a new file each time. */
+static void copy_echo_plugin(const char *dest)
+{
+    char src[H_PATH_MAX];
+    snprintf(src, sizeof(src), "%s/examples/echo.so", getenv("SERVE_BUILD_DIR"));
+    size_t len = 0;
+    char *data = h_read_file(src, &len);
+    cr_assert_not_null(data, "cannot read %s", src);
+    unlink(dest); /* a new inode, as a rebuild makes: never rewrite a loaded .so in place */
+    FILE *f = fopen(dest, "wb");
+    cr_assert_not_null(f);
+    cr_assert_eq(fwrite(data, 1, len, f), len);
+    fclose(f);
+    free(data);
+}
+
+Test(live, a_rebuilt_plugin_rolls_every_replica_over_without_a_failed_request)
+{
+    h_serve *s = h_serve_new();
+    char plugin[H_PATH_MAX + 16];
+    snprintf(plugin, sizeof(plugin), "%s/mine.so", s->dir);
+    copy_echo_plugin(plugin);
+    const char *fmt = "{\"http_options\": {\"port\": %d}, \"admin\": {\"port\": %d},"
+                      " \"applications\": [{\"name\": \"echo\", \"route_prefix\": \"/echo\","
+                      " \"plugin\": \"mine.so\", \"deployments\": [{\"name\": \"Echo\","
+                      " \"num_replicas\": 2}]}]}";
+    cr_assert_eq(h_serve_write_config(s, fmt, s->port, s->admin_port), 0);
+    const char *args[] = {"--watch", NULL};
+    cr_assert_eq(h_serve_start_args(s, args), 0);
+    cr_assert_eq(h_serve_wait_ready(s, "/echo", READY_TIMEOUT_S), 0, "%s", LOG(s));
+    wait_log(s, "is running at", 1);
+    pid_t before[H_MAX_REPLICAS], after[H_MAX_REPLICAS];
+    cr_assert_eq(h_serve_wait_replicas(s, 2, 5, before), 0);
+    h_sleep_ms(20); /* a later mtime for the rebuilt file */
+    copy_echo_plugin(plugin);
+    cr_assert_eq(h_serve_write_config(s, fmt, s->port, s->admin_port), 0); /* saved again */
+    int failed = 0, sent = 0, replaced = 0;
+    for (; sent < 600 && !replaced; sent++) {
+        h_response r;
+        if (h_get(s, "/echo", &r) != 0 || r.status != 200) failed++;
+        h_response_free(&r);
+        replaced = h_serve_replicas(s, after, H_MAX_REPLICAS) == 2 &&
+                   !h_pid_in(after[0], before, 2) && !h_pid_in(after[1], before, 2);
+        h_sleep_ms(5);
+    }
+    cr_expect(replaced, "the replicas were not replaced\n%s", LOG(s));
+    cr_expect_eq(failed, 0, "%d of %d requests failed during the rolling update", failed, sent);
+    wait_log(s, "new code (plugin or init_args): rolling update", 1);
 }
