@@ -26,6 +26,7 @@ static void trim(as_state *s, const as_params *p, double now)
 {
     size_t drop = 0;
     while (drop < s->n && s->samples[drop].t < now - p->look_back_period_s) drop++;
+    if (drop == 0) return; /* also: no memmove on a window never allocated */
     memmove(s->samples, s->samples + drop, (s->n - drop) * sizeof(*s->samples));
     s->n -= drop;
 }

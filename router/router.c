@@ -744,6 +744,13 @@ void router_pool_configure(router_pool *p, int max_ongoing, int max_queued)
     pool_flush(p);
 }
 
+unsigned router_pool_load(const router_pool *p)
+{
+    unsigned load = (unsigned)p->waiting.n;
+    for (size_t i = 0; i < p->n_backends; i++) load += p->backends[i]->lb.ongoing;
+    return load;
+}
+
 void router_configure(router *r, double request_timeout_s, int access_log)
 {
     r->opts.request_timeout_s = request_timeout_s;

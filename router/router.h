@@ -130,6 +130,10 @@ void router_pool_configure(router_pool *p, int max_ongoing, int max_queued);
    apply to requests that arrive from now on. */
 void router_configure(router *r, double request_timeout_s, int access_log);
 
+/* The deployment's load now: requests its replicas run (as counted by the
+   router) plus requests waiting in its queue. The autoscaler's metric. */
+unsigned router_pool_load(const router_pool *p);
+
 /* Replace the route table: each (prefix, app) maps to a pool. Requests
    already routed are not affected. Returns 0 or negative. */
 int router_set_routes(router *r, const char *const *prefixes, const char *const *apps,

@@ -24,6 +24,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "ipc/ipc.h"
+#include "autoscaler/autoscaler.h"
 #include "router/router.h"
 #include "serve/admin.h"
 
@@ -92,6 +93,12 @@ struct ctl_dep {
     char *code_key;    /* what code_gen stands for: plugin, mtime, size, init_args */
     char message[512]; /* why the deployment is unhealthy, or "" */
     uv_timer_t health_timer;
+    /* Autoscaling (when autoscaling_config is set): the policy's state, its
+       current target and last decision, and the sampling timer. */
+    as_state as;
+    int as_target;
+    as_decision as_last;
+    uv_timer_t as_timer;
 };
 
 struct ctl {
@@ -119,9 +126,18 @@ struct ctl {
 
 static void reconcile(ctl_dep *d);
 static void maybe_finish(ctl *c);
+
+/* How many replicas the deployment should have now. */
+static int dep_target(const ctl_dep *d)
+{
+    if (d->removing) return 0;
+    return d->cfg->autoscaling.enabled ? d->as_target : d->cfg->num_replicas;
+}
 static ctl_dep *add_deployment(ctl *c, const cfg_app *a, const cfg_deployment *cfg, cfg_ref *ref);
 static void remove_deployment(ctl_dep *d);
 static void dep_close(ctl_dep *d);
+static void update_autoscaling(ctl_dep *d);
+static json_t *autoscaling_status(const ctl_dep *d);
 
 static cfg_ref *cfg_ref_new(cfg_config *cfg)
 {
@@ -201,7 +217,7 @@ static void log_if_all_ready(ctl *c)
 {
     if (c->all_ready_logged) return;
     for (const ctl_dep *d = c->deps; d; d = d->next)
-        if (!d->removing && d->n_running < d->cfg->num_replicas) return;
+        if (!d->removing && d->n_running < dep_target(d)) return;
     c->all_ready_logged = 1;
     c->initial_done = 1;
     int v6 = strchr(c->cfg->http_host, ':') != NULL; /* URLs bracket IPv6 hosts */
@@ -610,7 +626,7 @@ static int spawn_one(ctl_dep *d)
  */
 static void reconcile(ctl_dep *d)
 {
-    int target = d->removing ? 0 : d->cfg->num_replicas;
+    int target = dep_target(d);
     int surge = target / 5 > 1 ? target / 5 : 1;
     int current = 0, old = 0;
     rep *p, *next;
@@ -731,6 +747,7 @@ void ctl_shutdown(ctl *c)
         for (ctl_dep *d = c->deps; d; d = d->next) {
             uv_timer_stop(&d->restart_timer);
             uv_timer_stop(&d->health_timer);
+            uv_timer_stop(&d->as_timer);
         }
         router_drain(c->router, max_graceful_s(c), on_drained, c);
         break;
@@ -835,6 +852,7 @@ static void apply_deployment(ctl_dep *d, const cfg_app *app, const cfg_deploymen
     update_code_key(d);
     router_pool_configure(d->pool, next->max_ongoing_requests, next->max_queued_requests);
     start_health_checks(d); /* the period may have changed */
+    update_autoscaling(d);
     if (d->deploy_failed) { /* a new config is a new try */
         d->deploy_failed = d->start_failures = 0;
         d->message[0] = d->last_error[0] = '\0';
@@ -936,13 +954,14 @@ static json_t *deployment_status(const ctl_dep *d)
 {
     json_t *reps = json_array();
     for (const rep *p = d->reps; p; p = p->next) json_array_append_new(reps, replica_status(p));
-    int at_target = d->n_running == d->cfg->num_replicas && d->n_active == d->cfg->num_replicas;
+    int at_target = d->n_running == dep_target(d) && d->n_active == dep_target(d);
     const char *status = d->deploy_failed ? "DEPLOY_FAILED"
                          : d->message[0]  ? "UNHEALTHY"
                          : at_target      ? "HEALTHY"
                                           : "UPDATING";
-    return json_pack("{s:s, s:s, s:s, s:i, s:o}", "name", d->cfg->name, "status", status, "message",
-                     d->message, "target_num_replicas", d->cfg->num_replicas, "replicas", reps);
+    return json_pack("{s:s, s:s, s:s, s:i, s:o, s:o}", "name", d->cfg->name, "status", status,
+                     "message", d->message, "target_num_replicas", dep_target(d), "autoscaling",
+                     autoscaling_status(d), "replicas", reps);
 }
 
 /* The app's object from the config document as it was deployed. */
@@ -961,7 +980,7 @@ static json_t *app_status(const ctl *c, size_t index)
     int running = 1, unhealthy = 0, failed = 0;
     for (const ctl_dep *d = c->deps; d; d = d->next) {
         if (d->app != a || d->removing) continue;
-        running &= d->n_running >= d->cfg->num_replicas;
+        running &= d->n_running >= dep_target(d);
         unhealthy |= d->message[0] != '\0';
         failed |= d->deploy_failed;
         json_object_set_new(deps, d->cfg->name, deployment_status(d));
@@ -1018,12 +1037,72 @@ static int setup_routes(ctl *c)
 /* Fields the parser validates but this version does not act on yet. */
 static void warn_not_applied(const ctl_dep *d)
 {
-    if (d->cfg->autoscaling.enabled)
-        log_warn("%s/%s: autoscaling_config is not applied yet; running %d replicas", d->app->name,
-                 d->cfg->name, d->cfg->num_replicas);
+    if (d->cfg->autoscaling.enabled &&
+        d->cfg->autoscaling.target_ongoing_requests >= d->cfg->max_ongoing_requests)
+        log_warn("%s/%s: autoscaling_config.target_ongoing_requests (%g) >= "
+                 "max_ongoing_requests (%d): replicas never hold enough requests to scale up "
+                 "on their own (only queued ones can)",
+                 d->app->name, d->cfg->name, d->cfg->autoscaling.target_ongoing_requests,
+                 d->cfg->max_ongoing_requests);
     if (d->cfg->batching.enabled)
         log_warn("%s/%s: batching is not applied yet; requests are handled one by one",
                  d->app->name, d->cfg->name);
+}
+
+/* ---- Autoscaling ------------------------------------------------------- */
+
+#define CTL_AS_SAMPLE_S 0.25 /* sample at least this often (metrics_interval_s may ask more) */
+
+static as_params as_params_of(const cfg_deployment *cfg)
+{
+    const cfg_autoscaling *a = &cfg->autoscaling;
+    return (as_params){a->min_replicas,
+                       a->max_replicas,
+                       a->target_ongoing_requests,
+                       a->look_back_period_s,
+                       a->upscale_delay_s,
+                       a->downscale_delay_s,
+                       a->downscale_to_zero_delay_s,
+                       a->upscaling_factor,
+                       a->downscaling_factor};
+}
+
+/* Sample the deployment's load, ask the policy, and move the target; the
+   move goes through reconcile, like a manual change of num_replicas. */
+static void on_autoscale_tick(uv_timer_t *t)
+{
+    ctl_dep *d = t->data;
+    if (d->removing || d->c->stopping) return;
+    as_params p = as_params_of(d->cfg);
+    double now = (double)uv_now(d->c->loop) / 1000.0;
+    as_record(&d->as, &p, now, (double)router_pool_load(d->pool));
+    d->as_last = as_decide(&d->as, &p, now, d->as_target);
+    if (d->as_last.target == d->as_target) return;
+    log_info("%s/%s: autoscaling: %s", d->app->name, d->cfg->name, d->as_last.reason);
+    d->as_target = d->as_last.target;
+    reconcile(d);
+}
+
+/* Start, stop or re-time sampling to match the deployment's config. */
+static void update_autoscaling(ctl_dep *d)
+{
+    const cfg_autoscaling *a = &d->cfg->autoscaling;
+    if (!a->enabled) {
+        uv_timer_stop(&d->as_timer);
+        return;
+    }
+    if (d->as_target < a->min_replicas) d->as_target = a->min_replicas;
+    if (d->as_target > a->max_replicas) d->as_target = a->max_replicas;
+    double s = a->metrics_interval_s < CTL_AS_SAMPLE_S ? a->metrics_interval_s : CTL_AS_SAMPLE_S;
+    uint64_t ms = (uint64_t)(s * 1000) ? (uint64_t)(s * 1000) : 1;
+    uv_timer_start(&d->as_timer, on_autoscale_tick, ms, ms);
+}
+
+static json_t *autoscaling_status(const ctl_dep *d)
+{
+    if (!d->cfg->autoscaling.enabled) return json_null();
+    return json_pack("{s:i, s:i, s:f, s:s}", "target", d->as_target, "desired", d->as_last.desired,
+                     "metric", d->as_last.metric, "last_decision", d->as_last.reason);
 }
 
 /* A deployment object for `cfg` of app `a` (which live in ref's config),
@@ -1046,7 +1125,13 @@ static ctl_dep *add_deployment(ctl *c, const cfg_app *a, const cfg_deployment *c
     }
     uv_timer_init(c->loop, &d->restart_timer);
     uv_timer_init(c->loop, &d->health_timer);
-    d->restart_timer.data = d->health_timer.data = d;
+    uv_timer_init(c->loop, &d->as_timer);
+    d->restart_timer.data = d->health_timer.data = d->as_timer.data = d;
+    as_init(&d->as);
+    d->as_target = cfg->num_replicas; /* initial_replicas when autoscaled */
+    snprintf(d->as_last.reason, sizeof(d->as_last.reason), "initial_replicas");
+    d->as_last.target = d->as_last.desired = d->as_target;
+    update_autoscaling(d);
     router_pool_configure(d->pool, cfg->max_ongoing_requests, cfg->max_queued_requests);
     update_code_key(d);
     warn_not_applied(d);
@@ -1080,6 +1165,7 @@ static void on_dep_timer_closed(uv_handle_t *h)
 {
     ctl_dep *d = h->data;
     if (--d->pending_closes > 0) return;
+    as_free(&d->as);
     free(d->code_key);
     cfg_ref_put(d->ref);
     free(d);
@@ -1088,9 +1174,10 @@ static void on_dep_timer_closed(uv_handle_t *h)
 /* Free an unlinked deployment once the loop has closed its timers. */
 static void dep_close(ctl_dep *d)
 {
-    d->pending_closes = 2;
+    d->pending_closes = 3;
     uv_close((uv_handle_t *)&d->restart_timer, on_dep_timer_closed);
     uv_close((uv_handle_t *)&d->health_timer, on_dep_timer_closed);
+    uv_close((uv_handle_t *)&d->as_timer, on_dep_timer_closed);
 }
 
 static int setup_deployments(ctl *c)

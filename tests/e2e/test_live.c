@@ -420,3 +420,52 @@ Test(live, a_rebuilt_plugin_rolls_every_replica_over_without_a_failed_request)
     cr_expect_eq(failed, 0, "%d of %d requests failed during the rolling update", failed, sent);
     wait_log(s, "new code (plugin or init_args): rolling update", 1);
 }
+
+/* ---- Autoscaling ------------------------------------------------------- */
+
+TestSuite(autoscale, .fini = h_cleanup_all, .timeout = TEST_TIMEOUT_S);
+
+Test(autoscale, a_load_step_adds_replicas_and_they_go_when_it_stops)
+{
+    h_serve *s = serve_up("/s", "",
+                          APP("s", "/s", "faulty.so",
+                              "{\"name\": \"Sleepy\", \"max_ongoing_requests\": 2,"
+                              " \"autoscaling_config\": {\"min_replicas\": 1, \"max_replicas\": 4,"
+                              " \"target_ongoing_requests\": 1, \"look_back_period_s\": 0.3,"
+                              " \"upscale_delay_s\": 0.2, \"downscale_delay_s\": 0.5}}"));
+    pid_t pids[H_MAX_REPLICAS];
+    cr_assert_eq(h_serve_wait_replicas(s, 1, 5, pids), 0);
+    h_async *load[4];
+    for (int i = 0; i < 4; i++) load[i] = h_request_async(s, "GET", "/s?ms=2500", NULL, NULL, 0);
+    cr_expect_eq(h_serve_wait_replicas(s, 4, 5, pids), 0, "4 ongoing / 1 -> 4 replicas\n%s",
+                 LOG(s));
+    for (int i = 0; i < 4; i++) {
+        h_response r;
+        h_async_wait(load[i], &r);
+        cr_expect_eq(r.status, 200);
+        h_response_free(&r);
+    }
+    cr_expect_eq(h_serve_wait_replicas(s, 1, 8, pids), 0, "back to min_replicas\n%s", LOG(s));
+    wait_log(s, "autoscaling: scale up", 1);
+    wait_log(s, "autoscaling: scale down", 1);
+}
+
+Test(autoscale, a_deployment_at_zero_answers_its_first_request)
+{
+    h_serve *s = serve_up("/echo", "",
+                          APP("echo", "/echo", "echo.so",
+                              "{\"name\": \"Echo\", \"autoscaling_config\": {\"min_replicas\": 0,"
+                              " \"initial_replicas\": 1, \"max_replicas\": 2,"
+                              " \"look_back_period_s\": 0.2, \"downscale_delay_s\": 0.2,"
+                              " \"downscale_to_zero_delay_s\": 0.4}}"));
+    pid_t pids[H_MAX_REPLICAS];
+    cr_assert_eq(h_serve_wait_replicas(s, 0, 8, pids), 0, "idle: down to zero\n%s", LOG(s));
+    static char body[65536];
+    cr_assert_eq(admin_request(s, "GET", NULL, body), 200);
+    cr_expect(strstr(body, "\"target\":0"), "%s", body);
+    h_response r;
+    get_expect(s, "/echo", 200, &r); /* waits at the router while a replica starts */
+    cr_expect_lt(r.elapsed_s, 5.0);
+    h_response_free(&r);
+    wait_log(s, "scale up from zero", 1);
+}
