@@ -128,6 +128,12 @@ static void print_status(json_t *doc)
             printf("      %s:\n        status: %s\n        replicas: %zu (target %lld)\n", dname,
                    json_string_value(json_object_get(dep, "status")), json_array_size(replicas),
                    (long long)json_integer_value(json_object_get(dep, "target_num_replicas")));
+            json_t *as = json_object_get(dep, "autoscaling");
+            if (json_is_object(as))
+                printf("        autoscaling: target %lld, load %.2f: %s\n",
+                       (long long)json_integer_value(json_object_get(as, "target")),
+                       json_real_value(json_object_get(as, "metric")),
+                       json_string_value(json_object_get(as, "last_decision")));
             print_replicas(replicas, now);
         }
     }

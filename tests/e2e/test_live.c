@@ -463,6 +463,7 @@ Test(autoscale, a_deployment_at_zero_answers_its_first_request)
     static char body[65536];
     cr_assert_eq(admin_request(s, "GET", NULL, body), 200);
     cr_expect(strstr(body, "\"target\":0"), "%s", body);
+    cr_expect(strstr(body, "\"last_decision\":\"scale down 1 -> 0"), "%s", body);
     h_response r;
     get_expect(s, "/echo", 200, &r); /* waits at the router while a replica starts */
     cr_expect_lt(r.elapsed_s, 5.0);
