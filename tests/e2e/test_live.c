@@ -158,6 +158,25 @@ Test(live, a_route_prefix_moves_live)
     h_response_free(&r);
 }
 
+/* Send requests to /echo until the deployment's `n` replicas are all new
+   processes (none of `before`): every request must succeed meanwhile. */
+static void expect_rolled_over(h_serve *s, const pid_t *before, size_t n)
+{
+    pid_t now[H_MAX_REPLICAS];
+    int failed = 0, sent = 0, replaced = 0;
+    for (; sent < 600 && !replaced; sent++) {
+        h_response r;
+        if (h_get(s, "/echo", &r) != 0 || r.status != 200) failed++;
+        h_response_free(&r);
+        replaced = h_serve_replicas(s, now, H_MAX_REPLICAS) == n;
+        for (size_t i = 0; replaced && i < n; i++) replaced = !h_pid_in(now[i], before, n);
+        h_sleep_ms(5);
+    }
+    cr_expect(replaced, "the replicas were not all replaced\n%s", LOG(s));
+    cr_expect_eq(failed, 0, "%d of %d requests failed during the rolling update", failed, sent);
+    cr_expect(sent > 20, "too few requests (%d) to show anything", sent);
+}
+
 /* echo with n replicas and this init_args "v" */
 static void write_echo(h_serve *s, int n, int v)
 {
@@ -179,23 +198,11 @@ Test(live, new_init_args_roll_every_replica_over_without_a_failed_request)
     cr_assert_eq(h_serve_start_args(s, args), 0);
     cr_assert_eq(h_serve_wait_ready(s, "/echo", READY_TIMEOUT_S), 0, "%s", LOG(s));
     wait_log(s, "is running at", 1);
-    pid_t before[H_MAX_REPLICAS], after[H_MAX_REPLICAS];
+    pid_t before[H_MAX_REPLICAS];
     cr_assert_eq(h_serve_wait_replicas(s, 3, 5, before), 0);
     write_echo(s, 3, 2);
     /* Requests flow during the whole update; count every failure. */
-    int failed = 0, sent = 0, replaced = 0;
-    for (int round = 0; round < 600 && !replaced; round++, sent++) {
-        h_response r;
-        if (h_get(s, "/echo", &r) != 0 || r.status != 200) failed++;
-        h_response_free(&r);
-        size_t n = h_serve_replicas(s, after, H_MAX_REPLICAS);
-        replaced = n == 3 && !h_pid_in(after[0], before, 3) && !h_pid_in(after[1], before, 3) &&
-                   !h_pid_in(after[2], before, 3);
-        h_sleep_ms(5);
-    }
-    cr_expect(replaced, "the replicas were not all replaced\n%s", LOG(s));
-    cr_expect_eq(failed, 0, "%d of %d requests failed during the rolling update", failed, sent);
-    cr_expect(sent > 20, "too few requests (%d) to show anything", sent);
+    expect_rolled_over(s, before, 3);
 }
 
 /* ---- Health checks ----------------------------------------------------- */
@@ -402,22 +409,12 @@ Test(live, a_rebuilt_plugin_rolls_every_replica_over_without_a_failed_request)
     cr_assert_eq(h_serve_start_args(s, args), 0);
     cr_assert_eq(h_serve_wait_ready(s, "/echo", READY_TIMEOUT_S), 0, "%s", LOG(s));
     wait_log(s, "is running at", 1);
-    pid_t before[H_MAX_REPLICAS], after[H_MAX_REPLICAS];
+    pid_t before[H_MAX_REPLICAS];
     cr_assert_eq(h_serve_wait_replicas(s, 2, 5, before), 0);
     h_sleep_ms(20); /* a later mtime for the rebuilt file */
     copy_echo_plugin(plugin);
     cr_assert_eq(h_serve_write_config(s, fmt, s->port, s->admin_port), 0); /* saved again */
-    int failed = 0, sent = 0, replaced = 0;
-    for (; sent < 600 && !replaced; sent++) {
-        h_response r;
-        if (h_get(s, "/echo", &r) != 0 || r.status != 200) failed++;
-        h_response_free(&r);
-        replaced = h_serve_replicas(s, after, H_MAX_REPLICAS) == 2 &&
-                   !h_pid_in(after[0], before, 2) && !h_pid_in(after[1], before, 2);
-        h_sleep_ms(5);
-    }
-    cr_expect(replaced, "the replicas were not replaced\n%s", LOG(s));
-    cr_expect_eq(failed, 0, "%d of %d requests failed during the rolling update", failed, sent);
+    expect_rolled_over(s, before, 2);
     wait_log(s, "new code (plugin or init_args): rolling update", 1);
 }
 
