@@ -136,6 +136,7 @@ static int dep_target(const ctl_dep *d)
 static ctl_dep *add_deployment(ctl *c, const cfg_app *a, const cfg_deployment *cfg, cfg_ref *ref);
 static void remove_deployment(ctl_dep *d);
 static void dep_close(ctl_dep *d);
+static void dep_release(ctl_dep *d);
 static void update_autoscaling(ctl_dep *d);
 static json_t *autoscaling_status(const ctl_dep *d);
 
@@ -176,14 +177,7 @@ static void rep_unref(rep *p)
     free(p);
     ctl *c = d->c;
     c->n_reps--;
-    if (d->removing && !d->reps && !c->finished) { /* its last replica: let it go */
-        for (ctl_dep **pp = &c->deps; *pp; pp = &(*pp)->next)
-            if (*pp == d) {
-                *pp = d->next;
-                break;
-            }
-        dep_close(d);
-    }
+    if (d->removing && !d->reps && !c->finished) dep_release(d); /* its last replica */
     maybe_finish(c);
 }
 
@@ -212,6 +206,13 @@ static void fatal(ctl *c, const char *what)
     ctl_shutdown(c);
 }
 
+/* `host` as it goes in a URL: IPv6 addresses are bracketed. */
+static const char *url_host(const char *host, char *buf, size_t size)
+{
+    snprintf(buf, size, strchr(host, ':') ? "[%s]" : "%s", host);
+    return buf;
+}
+
 /* Log once when every deployment has all its replicas running. */
 static void log_if_all_ready(ctl *c)
 {
@@ -220,11 +221,11 @@ static void log_if_all_ready(ctl *c)
         if (!d->removing && d->n_running < dep_target(d)) return;
     c->all_ready_logged = 1;
     c->initial_done = 1;
-    int v6 = strchr(c->cfg->http_host, ':') != NULL; /* URLs bracket IPv6 hosts */
+    char host[300];
+    url_host(c->cfg->http_host, host, sizeof(host));
     for (size_t i = 0; i < c->cfg->n_apps; i++)
-        log_info("application '%s' is running at http://%s%s%s:%d%s", c->cfg->apps[i].name,
-                 v6 ? "[" : "", c->cfg->http_host, v6 ? "]" : "", c->cfg->http_port,
-                 c->cfg->apps[i].route_prefix);
+        log_info("application '%s' is running at http://%s:%d%s", c->cfg->apps[i].name, host,
+                 c->cfg->http_port, c->cfg->apps[i].route_prefix);
 }
 
 /* ---- Events of one replica --------------------------------------------- */
@@ -1149,16 +1150,10 @@ static void remove_deployment(ctl_dep *d)
              d->cfg->name);
     d->removing = 1; /* its tick now only enforces the stop deadline */
     uv_timer_stop(&d->restart_timer);
-    if (d->reps) {
+    if (d->reps)
         reconcile(d);
-        return;
-    }
-    for (ctl_dep **pp = &d->c->deps; *pp; pp = &(*pp)->next)
-        if (*pp == d) {
-            *pp = d->next;
-            break;
-        }
-    dep_close(d);
+    else
+        dep_release(d);
 }
 
 static void on_dep_timer_closed(uv_handle_t *h)
@@ -1169,6 +1164,18 @@ static void on_dep_timer_closed(uv_handle_t *h)
     free(d->code_key);
     cfg_ref_put(d->ref);
     free(d);
+}
+
+/* A removed deployment whose replicas are all gone: out of the list, then
+   freed. */
+static void dep_release(ctl_dep *d)
+{
+    for (ctl_dep **pp = &d->c->deps; *pp; pp = &(*pp)->next)
+        if (*pp == d) {
+            *pp = d->next;
+            break;
+        }
+    dep_close(d);
 }
 
 /* Free an unlinked deployment once the loop has closed its timers. */
@@ -1228,8 +1235,8 @@ int ctl_start(uv_loop_t *loop, cfg_config *cfg, const char *exe, ctl_done_cb don
         snprintf(err, errlen, "cannot set up deployments: %s", strerror(-rc));
         goto fail_started;
     }
-    int v6 = strchr(cfg->http_host, ':') != NULL;
-    log_info("proxy listening on http://%s%s%s:%d", v6 ? "[" : "", cfg->http_host, v6 ? "]" : "",
+    char host[300];
+    log_info("proxy listening on http://%s:%d", url_host(cfg->http_host, host, sizeof(host)),
              cfg->http_port);
     for (ctl_dep *d = c->deps; d; d = d->next) reconcile(d);
     *out = c;
