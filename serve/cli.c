@@ -130,8 +130,10 @@ static void print_status(json_t *doc)
                    (long long)json_integer_value(json_object_get(dep, "target_num_replicas")));
             json_t *as = json_object_get(dep, "autoscaling");
             if (json_is_object(as))
-                printf("        autoscaling: target %lld, load %.2f: %s\n",
+                printf("        autoscaling: target %lld (%lld to %lld), load %.2f: %s\n",
                        (long long)json_integer_value(json_object_get(as, "target")),
+                       (long long)json_integer_value(json_object_get(as, "min_replicas")),
+                       (long long)json_integer_value(json_object_get(as, "max_replicas")),
                        json_real_value(json_object_get(as, "metric")),
                        json_string_value(json_object_get(as, "last_decision")));
             print_replicas(replicas, now);

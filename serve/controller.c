@@ -1102,8 +1102,11 @@ static void update_autoscaling(ctl_dep *d)
 static json_t *autoscaling_status(const ctl_dep *d)
 {
     if (!d->cfg->autoscaling.enabled) return json_null();
-    return json_pack("{s:i, s:i, s:f, s:s}", "target", d->as_target, "desired", d->as_last.desired,
-                     "metric", d->as_last.metric, "last_decision", d->as_last.reason);
+    const cfg_autoscaling *a = &d->cfg->autoscaling;
+    return json_pack("{s:i, s:i, s:i, s:i, s:f, s:s}", "target", d->as_target, "desired",
+                     d->as_last.desired, "min_replicas", a->min_replicas, "max_replicas",
+                     a->max_replicas, "metric", d->as_last.metric, "last_decision",
+                     d->as_last.reason);
 }
 
 /* A deployment object for `cfg` of app `a` (which live in ref's config),
