@@ -17,6 +17,7 @@
 #include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -456,6 +457,33 @@ int h_serve_wait_replicas(const h_serve *s, size_t n, double timeout_s, pid_t *o
         h_sleep_ms(H_POLL_MS);
     } while (h_now() < deadline);
     return -1;
+}
+
+int h_run(const h_serve *s, const char *const *argv, const char *env_extra, const char *out_name,
+          char **output)
+{
+    char path[H_PATH_MAX + H_DIR_MAX];
+    snprintf(path, sizeof(path), "%s/%s", s->dir, out_name);
+    size_t n_env = 0;
+    while (environ[n_env]) n_env++;
+    char **env = calloc(n_env + 2, sizeof(*env));
+    if (!env) return -1;
+    memcpy(env, environ, n_env * sizeof(*env));
+    env[n_env] = (char *)env_extra;
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 1, path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    posix_spawn_file_actions_adddup2(&fa, 1, 2);
+    pid_t pid;
+    int rc = posix_spawn(&pid, argv[0], &fa, NULL, (char *const *)argv, env);
+    posix_spawn_file_actions_destroy(&fa);
+    free(env);
+    if (rc != 0) return -1;
+    int status;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    if (output) *output = h_read_file(path, NULL);
+    return exit_code_of(status);
 }
 
 int h_serve_signal(h_serve *s, int sig)

@@ -165,6 +165,16 @@ size_t h_serve_replicas(const h_serve *s, pid_t *out, size_t max);
    stores them in `out` (room for H_MAX_REPLICAS). */
 int h_serve_wait_replicas(const h_serve *s, size_t n, double timeout_s, pid_t *out);
 
+/*
+ * Run a tool to completion: argv[0] is its path, `env_extra` one more
+ * "NAME=value" environment entry (or NULL). Its stdout and stderr go to
+ * `out_name` in the scratch folder; `output` (when not NULL) gets them,
+ * malloc'd. Returns the exit code (128 + signal number when killed), or -1
+ * when it cannot be started.
+ */
+int h_run(const h_serve *s, const char *const *argv, const char *env_extra, const char *out_name,
+          char **output);
+
 /* Send `sig` to the serve process (not its group). */
 int h_serve_signal(h_serve *s, int sig);
 

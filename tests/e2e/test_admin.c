@@ -4,21 +4,16 @@
  */
 #include <criterion/criterion.h>
 #include <curl/curl.h>
-#include <fcntl.h>
 #include <jansson.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "expect.h"
 #include "harness.h"
 
 #define ECHO2 APP("echo", "/echo", "echo.so", "{\"name\": \"Echo\", \"num_replicas\": 2}")
-
-extern char **environ;
 
 TestSuite(admin, .fini = h_cleanup_all, .timeout = TEST_TIMEOUT_S);
 
@@ -27,31 +22,14 @@ TestSuite(admin, .fini = h_cleanup_all, .timeout = TEST_TIMEOUT_S);
    (64 KiB). Returns the exit code. */
 static int run_serve(const h_serve *s, const char *env_extra, const char *const *args, char *out)
 {
-    char path[600];
-    snprintf(path, sizeof(path), "%s/cli.out", s->dir);
     const char *argv[16] = {getenv("SERVE_BIN")};
     for (int i = 0; args[i] && i < 14; i++) argv[i + 1] = args[i];
-    size_t n_env = 0;
-    while (environ[n_env]) n_env++;
-    char **env = calloc(n_env + 2, sizeof(*env));
-    for (size_t i = 0; i < n_env; i++) env[i] = environ[i];
-    env[n_env] = (char *)env_extra;
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 1, path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    posix_spawn_file_actions_adddup2(&fa, 1, 2);
-    pid_t pid;
-    int rc = posix_spawn(&pid, argv[0], &fa, NULL, (char *const *)argv, env);
-    posix_spawn_file_actions_destroy(&fa);
-    free(env);
-    cr_assert_eq(rc, 0, "cannot run %s", argv[0]);
-    int status;
-    waitpid(pid, &status, 0);
-    size_t len = 0;
-    char *text = h_read_file(path, &len);
+    char *text = NULL;
+    int code = h_run(s, argv, env_extra, "cli.out", &text);
+    cr_assert_neq(code, -1, "cannot run %s", argv[0]);
     snprintf(out, 65536, "%s", text ? text : "");
     free(text);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    return code;
 }
 
 /* Poll the status until application `app` is RUNNING (every replica
