@@ -7,6 +7,7 @@ packages=(
   gcc libc6-dev pkg-config meson ninja-build   # toolchain
   libmicrohttpd-dev libuv1-dev libjansson-dev  # HTTP, event loop, JSON
   libopenblas-dev                              # the example models
+  gnuplot-nox                                  # the autoscaling demo's chart
   libcriterion-dev libcurl4-openssl-dev curl   # tests
 )
 

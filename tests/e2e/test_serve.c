@@ -641,3 +641,54 @@ Test(shutdown, a_signal_during_startup_stops_promptly)
     pid_t left[H_MAX_REPLICAS];
     cr_expect_eq(h_orphan_replicas(left, H_MAX_REPLICAS), 0, "orphaned replicas\n%s", LOG(s));
 }
+
+/* ---- The demo configs -------------------------------------------------- */
+
+/* Start serve on examples/<rel> (the README's demos) moved to this
+   instance's free ports, and wait until it is healthy. */
+static h_serve *serve_example(const char *rel)
+{
+    char path[H_PATH_MAX];
+    snprintf(path, sizeof(path), "%s/examples/%s", getenv("SERVE_SOURCE_DIR"), rel);
+    json_error_t jerr;
+    json_t *doc = json_load_file(path, 0, &jerr);
+    cr_assert_not_null(doc, "%s: %s", path, jerr.text);
+    h_serve *s = h_serve_new();
+    cr_assert_not_null(s);
+    json_object_set_new(json_object_get(doc, "http_options"), "port", json_integer(s->port));
+    json_object_set_new(doc, "admin", json_pack("{s:i}", "port", s->admin_port));
+    char *text = json_dumps(doc, 0);
+    json_decref(doc);
+    cr_assert_eq(h_serve_write_config(s, "%s", text), 0);
+    free(text);
+    cr_assert_eq(h_serve_start(s), 0);
+    cr_assert_eq(h_serve_wait_ready(s, NULL, READY_TIMEOUT_S), 0, "%s did not start\n%s", rel,
+                 LOG(s));
+    return s;
+}
+
+Test(startup, the_demo_config_serves_every_example)
+{
+    h_serve *s = serve_example("serve.json");
+    static const char *const paths[] = {"/hello?name=Ada", "/echo/x?y=1", "/stream?n=2&ms=1",
+                                        "/autoscale?ms=1"};
+    for (size_t i = 0; i < sizeof(paths) / sizeof(*paths); i++) {
+        h_response r;
+        get_expect(s, paths[i], 200, &r);
+        h_response_free(&r);
+    }
+    h_response r;
+    get_expect(s, "/-/routes", 200, &r);
+    json_t *routes = body_json(s, &r);
+    cr_assert_eq(json_object_size(routes), 4, "every example has a route: %s", r.body);
+    json_decref(routes);
+    h_response_free(&r);
+}
+
+Test(startup, the_autoscale_demo_config_serves_its_deployment)
+{
+    h_serve *s = serve_example("autoscale/serve.json");
+    h_response r;
+    get_expect(s, "/autoscale?ms=1", 200, &r);
+    h_response_free(&r);
+}
