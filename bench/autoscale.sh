@@ -3,12 +3,15 @@
 # concurrent clients on a deployment whose requests take 10 ms, with
 # target_ongoing_requests 2, then the load stops. Prints how long the
 # replica count took to reach its new target, the latency during the step,
-# and how long it took to come back down. Loopback only, bounded in time.
+# how long it took to come back down, and then, from zero replicas, the
+# time to the first byte of a request (cold start). Loopback only, bounded
+# in time.
 #
-#   bench/autoscale.sh            one run (about 45 s)
+#   bench/autoscale.sh            one run (about 70 s)
 #
 # Settings (environment): CLIENTS (32), STEP_S (20), UPSCALE_DELAY_S (1),
-# DOWNSCALE_DELAY_S (3), MAX_REPLICAS (16), BUILD (build dir).
+# DOWNSCALE_DELAY_S (3), MAX_REPLICAS (16), ZERO_DELAY_S (1, the
+# downscale_to_zero_delay_s), COLD_STARTS (5), BUILD (build dir).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -19,6 +22,8 @@ STEP_S=${STEP_S:-20}
 UPSCALE_DELAY_S=${UPSCALE_DELAY_S:-1}
 DOWNSCALE_DELAY_S=${DOWNSCALE_DELAY_S:-3}
 MAX_REPLICAS=${MAX_REPLICAS:-16}
+ZERO_DELAY_S=${ZERO_DELAY_S:-1}
+COLD_STARTS=${COLD_STARTS:-5}
 PY=/usr/bin/python3
 
 TMP=$(mktemp -d /tmp/serve-autoscale.XXXXXX)
@@ -46,10 +51,15 @@ cat >"$TMP/config.json" <<EOF
 {"http_options": {"port": $PORT, "access_log": false}, "admin": {"port": $ADMIN},
  "applications": [{"name": "s", "route_prefix": "/", "plugin": "faulty.so",
    "deployments": [{"name": "Sleepy", "max_ongoing_requests": 5,
-     "autoscaling_config": {"min_replicas": 1, "max_replicas": $MAX_REPLICAS,
+     "autoscaling_config": {"min_replicas": MIN, "initial_replicas": 1,
+       "max_replicas": $MAX_REPLICAS, "downscale_to_zero_delay_s": $ZERO_DELAY_S,
        "target_ongoing_requests": 2, "look_back_period_s": 1,
        "upscale_delay_s": $UPSCALE_DELAY_S, "downscale_delay_s": $DOWNSCALE_DELAY_S}}]}]}
 EOF
+# The step runs from one replica (min_replicas 1); the cold starts after it
+# need zero, so a second config, deployed live, lowers min_replicas to 0.
+sed 's/"min_replicas": MIN/"min_replicas": 0/' "$TMP/config.json" >"$TMP/to-zero.json"
+sed -i 's/"min_replicas": MIN/"min_replicas": 1/' "$TMP/config.json"
 SERVE_PLUGIN_PATH=$BUILD/tests/plugins "$SERVE" run "$TMP/config.json" 2>"$TMP/serve.log" &
 PIDS+=($!)
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$PORT/?ms=1" >/dev/null && break; sleep 0.1; done
@@ -101,4 +111,24 @@ print(f"latency in step:  p50 {p(50)}, p90 {p(90)}, p99 {p(99)} ({rps} req/s, "
       f"{errors.group(1) if errors else 0} non-2xx)")
 print(f"back to 1:        {down:.1f} s after the load stopped" if down is not None
       else "back to 1:        not within the run")
+PYEOF
+
+# Cold starts: wait until no replica runs, then time one request to its
+# first byte; it waits at the proxy while a replica starts.
+"$SERVE" deploy -a "http://127.0.0.1:$ADMIN" "$TMP/to-zero.json" >/dev/null
+running_now() { tail -n 1 "$TMP/samples.csv" | cut -d, -f3; }
+first_byte() { curl -s -o /dev/null -w '%{time_starttransfer}\n' "http://127.0.0.1:$PORT/?ms=10"; }
+for _ in $(seq "$COLD_STARTS"); do
+    for _ in $(seq 300); do [ "$(running_now)" = 0 ] && break; sleep 0.1; done
+    [ "$(running_now)" = 0 ] || { echo "cold start:       zero replicas never reached" >&2; exit 1; }
+    first_byte >>"$TMP/cold.txt"
+    sleep 0.5 # let the sampler see the new replica before looking for zero again
+done
+for _ in $(seq 5); do first_byte; done >"$TMP/warm.txt"
+"$PY" - "$TMP/cold.txt" "$TMP/warm.txt" <<'PYEOF'
+import statistics, sys
+cold, warm = ([float(x) for x in open(f)] for f in sys.argv[1:3])
+print(f"cold start:       first byte after {statistics.median(cold):.3f} s from zero replicas "
+      f"(median of {len(cold)}; {min(cold):.3f}-{max(cold):.3f}), "
+      f"warm {statistics.median(warm):.3f} s")
 PYEOF
