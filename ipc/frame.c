@@ -102,11 +102,18 @@ int ipc_frame_end(ipc_buf *b, size_t start)
     return 0;
 }
 
-int ipc_frame_put(ipc_buf *b, uint8_t type, uint64_t id, const void *payload, size_t len)
+int ipc_frame_put_flags(ipc_buf *b, uint8_t type, uint8_t flags, uint64_t id, const void *payload,
+                        size_t len)
 {
     size_t start = ipc_frame_begin(b, type, id);
+    if (!b->oom) b->data[start + 5] = (char)flags;
     ipc_buf_put(b, payload, len);
     return ipc_frame_end(b, start);
+}
+
+int ipc_frame_put(ipc_buf *b, uint8_t type, uint64_t id, const void *payload, size_t len)
+{
+    return ipc_frame_put_flags(b, type, 0, id, payload, len);
 }
 
 /* ---- Reader ------------------------------------------------------------ */
@@ -215,9 +222,8 @@ static int get_headers(ipc_reader *r, serve_header **out, size_t *n_out)
 
 /* ---- Requests ---------------------------------------------------------- */
 
-int ipc_request_encode(ipc_buf *b, uint64_t id, const serve_request *req)
+static void put_request(ipc_buf *b, const serve_request *req)
 {
-    size_t start = ipc_frame_begin(b, IPC_REQUEST, id);
     ipc_buf_put_cstr(b, req->method);
     ipc_buf_put_cstr(b, req->path);
     ipc_buf_put_cstr(b, req->route_path);
@@ -225,7 +231,36 @@ int ipc_request_encode(ipc_buf *b, uint64_t id, const serve_request *req)
     ipc_buf_put_cstr(b, req->request_id);
     put_headers(b, req->headers, req->n_headers);
     ipc_buf_put_str(b, req->body, req->body_len);
+}
+
+int ipc_request_encode(ipc_buf *b, uint64_t id, const serve_request *req)
+{
+    size_t start = ipc_frame_begin(b, IPC_REQUEST, id);
+    put_request(b, req);
     return ipc_frame_end(b, start);
+}
+
+int ipc_call_encode(ipc_buf *b, uint64_t id, const char *app, const char *deployment,
+                    uint32_t timeout_ms, const serve_request *req)
+{
+    size_t start = ipc_frame_begin(b, IPC_CALL, id);
+    ipc_buf_put_cstr(b, app);
+    ipc_buf_put_cstr(b, deployment);
+    ipc_buf_put_u32(b, timeout_ms);
+    put_request(b, req);
+    return ipc_frame_end(b, start);
+}
+
+int ipc_call_decode(const char *payload, size_t len, ipc_call *call)
+{
+    ipc_reader r;
+    ipc_reader_init(&r, payload, len);
+    call->app = ipc_get_str(&r, NULL);
+    call->deployment = ipc_get_str(&r, NULL);
+    call->timeout_ms = ipc_get_u32(&r);
+    call->request = r.p;
+    call->request_len = r.left;
+    return r.bad ? -EPROTO : 0;
 }
 
 int ipc_request_decode(const char *payload, size_t len, serve_request *req)

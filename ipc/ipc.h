@@ -16,6 +16,12 @@
  * INIT/READY/FAILED/STOP) and a data channel (router <-> replica:
  * REQUEST/RESPONSE), each a Unix socketpair inherited by the replica as
  * fds 3 and 4. The id of a data frame is the router's request id.
+ *
+ * Handle calls ride the data channel too: a replica sends CALL (the target
+ * deployment and a request), the router forwards the request to one of the
+ * target's replicas as a REQUEST with its own id, and sends the answer back
+ * as CALL_PART / CALL_RESULT frames carrying the RESPONSE payloads
+ * unchanged under the caller's id.
  */
 #ifndef SERVE_IPC_H
 #define SERVE_IPC_H
@@ -52,6 +58,11 @@ typedef enum ipc_type {
     IPC_CANCEL = 18,        /* router -> replica: drop request `id` if not started */
     IPC_CANCELLED = 19,     /* replica -> router: `id` dropped before it ran */
     IPC_RESPONSE_PART = 20, /* replica -> router: a streamed part; RESPONSE ends it */
+    /* handle calls on the data channel: `id` is the calling replica's own */
+    IPC_CALL = 21,        /* replica -> router: call (ipc_call_encode) */
+    IPC_CALL_CANCEL = 22, /* replica -> router: the caller no longer waits for `id` */
+    IPC_CALL_PART = 23,   /* router -> replica: a streamed part of the answer */
+    IPC_CALL_RESULT = 24, /* router -> replica: the answer (a response payload) */
 } ipc_type;
 
 typedef struct ipc_frame {
@@ -90,6 +101,9 @@ int ipc_frame_end(ipc_buf *b, size_t start);
 
 /* Append a whole frame with the given payload. Returns 0 or negative. */
 int ipc_frame_put(ipc_buf *b, uint8_t type, uint64_t id, const void *payload, size_t len);
+/* The same with flags. */
+int ipc_frame_put_flags(ipc_buf *b, uint8_t type, uint8_t flags, uint64_t id, const void *payload,
+                        size_t len);
 
 /* ---- Reader ------------------------------------------------------------ */
 
@@ -118,6 +132,24 @@ int ipc_request_encode(ipc_buf *b, uint64_t id, const serve_request *req);
    payload. req->headers is a new array the caller frees. 0 or -EPROTO /
    -ENOMEM. */
 int ipc_request_decode(const char *payload, size_t len, serve_request *req);
+
+/*
+ * A CALL frame: the target's app and deployment, a timeout in milliseconds
+ * (0: none), then a request exactly as in a REQUEST payload, so that the
+ * router forwards it without decoding it.
+ */
+int ipc_call_encode(ipc_buf *b, uint64_t id, const char *app, const char *deployment,
+                    uint32_t timeout_ms, const serve_request *req);
+
+/* Decode a CALL payload's head: app and deployment point into it, and the
+   request is the `request_len` bytes at `request`. 0 or -EPROTO. */
+typedef struct ipc_call {
+    const char *app, *deployment;
+    uint32_t timeout_ms;
+    const char *request;
+    size_t request_len;
+} ipc_call;
+int ipc_call_decode(const char *payload, size_t len, ipc_call *call);
 
 /* A decoded response; strings and body point into the payload, `headers`
    is allocated and freed by ipc_response_release. */

@@ -80,14 +80,17 @@ typedef struct cfg__field {
 
 /* Finish hook: cross-field rules for one object, after its fields are set. */
 typedef int (*cfg__finish)(cfg__ctx *ctx, void *base, json_t *json, const char *path);
+/* Release hook: free what a finish hook allocated outside the table. */
+typedef void (*cfg__release)(void *base);
 
 /* One kind of JSON object: its fields and the C struct they fill. */
 typedef struct cfg__kind {
     const cfg__field *fields;
     size_t n_fields;
-    size_t size;        /* sizeof the struct, for arrays of this kind */
-    long enabled;       /* offsetof an int set to 1 when the object is present, or -1 */
-    cfg__finish finish; /* may be NULL */
+    size_t size;          /* sizeof the struct, for arrays of this kind */
+    long enabled;         /* offsetof an int set to 1 when the object is present, or -1 */
+    cfg__finish finish;   /* may be NULL */
+    cfg__release release; /* may be NULL */
 } cfg__kind;
 
 /* Row helpers, so each table row reads as one line. */
@@ -109,6 +112,7 @@ static const char *check_route_prefix(const char *s);
 static const char *check_deployment_name(const char *s);
 static int finish_autoscaling(cfg__ctx *ctx, void *base, json_t *json, const char *path);
 static int finish_deployment(cfg__ctx *ctx, void *base, json_t *json, const char *path);
+static void release_deployment(void *base);
 static int finish_app(cfg__ctx *ctx, void *base, json_t *json, const char *path);
 static int finish_config(cfg__ctx *ctx, void *base, json_t *json, const char *path);
 
@@ -156,8 +160,9 @@ static const cfg__field deployment_fields[] = {
     ROW("autoscaling_config", T_OBJECT, cfg_deployment, autoscaling, SUB(autoscaling_kind)),
     ROW("batching", T_OBJECT, cfg_deployment, batching, SUB(batching_kind)),
 };
-static const cfg__kind deployment_kind = {deployment_fields, ARRAY_LEN(deployment_fields),
-                                          sizeof(cfg_deployment), -1, finish_deployment};
+static const cfg__kind deployment_kind = {deployment_fields,      ARRAY_LEN(deployment_fields),
+                                          sizeof(cfg_deployment), -1,
+                                          finish_deployment,      release_deployment};
 
 static const cfg__field app_fields[] = {
     ROW("name", T_STRING, cfg_app, name, REQUIRED, NONEMPTY),
@@ -468,6 +473,7 @@ static void free_object(const cfg__kind *k, char *base)
             free(elems);
         }
     }
+    if (k->release) k->release(base);
 }
 
 /* ---- Cross-field rules ----------------------------------------------------------------------- */
@@ -487,12 +493,71 @@ static int finish_autoscaling(cfg__ctx *ctx, void *base, json_t *json, const cha
     return 0;
 }
 
-/* An autoscaled deployment starts with initial_replicas and owns its count. */
+/* Read one binding, init_args.KEY = {"deployment": D[, "app": A]}, into b. */
+static int read_binding(cfg__ctx *ctx, cfg_binding *b, const char *key, json_t *v, const char *path)
+{
+    char sub[CFG_PATH_LEN];
+    const char *member;
+    json_t *m;
+    json_object_foreach(v, member, m)
+    {
+        join_key(sub, path, member);
+        if (strcmp(member, "deployment") && strcmp(member, "app"))
+            return fail(ctx, sub, "unknown field: a binding has only \"deployment\" and \"app\"");
+        if (!json_is_string(m) || json_string_length(m) == 0)
+            return fail(ctx, sub, "must be a non-empty string");
+    }
+    const char *app = json_string_value(json_object_get(v, "app"));
+    b->name = strdup(key);
+    b->deployment = strdup(json_string_value(json_object_get(v, "deployment")));
+    b->app = app ? strdup(app) : NULL;
+    if (!b->name || !b->deployment || (app && !b->app))
+        return fail_code(ctx, -ENOMEM, path, "out of memory");
+    return 0;
+}
+
+/* Top-level init_args values holding a "deployment" key are bindings. */
+static int read_bindings(cfg__ctx *ctx, cfg_deployment *d, json_t *args, const char *path)
+{
+    char sub[CFG_PATH_LEN];
+    const char *key;
+    json_t *v;
+    size_t n = 0;
+    json_object_foreach(args, key, v) n += json_is_object(v) && json_object_get(v, "deployment");
+    if (n == 0) return 0;
+    if (!(d->bindings = calloc(n, sizeof(*d->bindings))))
+        return fail_code(ctx, -ENOMEM, path, "out of memory");
+    json_object_foreach(args, key, v)
+    {
+        if (!json_is_object(v) || !json_object_get(v, "deployment")) continue;
+        join_key(sub, path, key);
+        int rc = read_binding(ctx, &d->bindings[d->n_bindings++], key, v, sub);
+        if (rc != 0) return rc;
+    }
+    return 0;
+}
+
+static void release_deployment(void *base)
+{
+    cfg_deployment *d = base;
+    for (size_t i = 0; i < d->n_bindings; i++) {
+        free(d->bindings[i].name);
+        free(d->bindings[i].app);
+        free(d->bindings[i].deployment);
+    }
+    free(d->bindings);
+}
+
+/* Bindings come from init_args. An autoscaled deployment starts with
+   initial_replicas and owns its count. */
 static int finish_deployment(cfg__ctx *ctx, void *base, json_t *json, const char *path)
 {
     cfg_deployment *d = base;
     char sub[CFG_PATH_LEN];
 
+    join_key(sub, path, "init_args");
+    int rc = read_bindings(ctx, d, json_object_get(json, "init_args"), sub);
+    if (rc != 0) return rc;
     if (!d->autoscaling.enabled) return 0;
     if (json_object_get(json, "num_replicas")) {
         join_key(sub, path, "num_replicas");
@@ -526,7 +591,139 @@ static int finish_app(cfg__ctx *ctx, void *base, json_t *json, const char *path)
     }
     if (!cfg_app_deployment(app, app->ingress))
         return fail(ctx, sub, "no deployment named '%s'", app->ingress);
+    for (size_t i = 0; i < app->n_deployments; i++) /* a binding's app defaults to its own */
+        for (size_t j = 0; j < app->deployments[i].n_bindings; j++) {
+            cfg_binding *b = &app->deployments[i].bindings[j];
+            if (!b->app && !(b->app = strdup(app->name)))
+                return fail_code(ctx, -ENOMEM, path, "out of memory");
+        }
     return 0;
+}
+
+/* ---- Bindings: targets exist, and no cycle ----------------------------- */
+
+/* Deployments as graph nodes: node = first[app] + index in the app. */
+typedef struct bind_graph {
+    const cfg_config *cfg;
+    size_t *first;  /* per app */
+    int *color;     /* per node: 0 unseen, 1 on the current path, 2 done */
+    size_t *target; /* per binding, in app/deployment/binding order */
+    size_t *path;   /* the DFS path, for the cycle's message */
+    size_t depth;
+} bind_graph;
+
+static const cfg_deployment *node_dep(const bind_graph *g, size_t node, const cfg_app **app)
+{
+    size_t a = 0;
+    while (a + 1 < g->cfg->n_apps && g->first[a + 1] <= node) a++;
+    *app = &g->cfg->apps[a];
+    return &(*app)->deployments[node - g->first[a]];
+}
+
+/* Find every binding's target node; fail naming the field when absent. */
+static int resolve_targets(cfg__ctx *ctx, bind_graph *g)
+{
+    const cfg_config *cfg = g->cfg;
+    char sub[CFG_PATH_LEN];
+    size_t k = 0;
+    for (size_t a = 0; a < cfg->n_apps; a++)
+        for (size_t d = 0; d < cfg->apps[a].n_deployments; d++)
+            for (size_t i = 0; i < cfg->apps[a].deployments[d].n_bindings; i++, k++) {
+                const cfg_binding *b = &cfg->apps[a].deployments[d].bindings[i];
+                size_t t = 0;
+                while (t < cfg->n_apps && strcmp(cfg->apps[t].name, b->app)) t++;
+                set_path(sub, "applications[%zu].deployments[%zu].init_args.%s", a, d, b->name);
+                if (t == cfg->n_apps)
+                    return fail(ctx, sub, "binds to application '%s', which does not exist",
+                                b->app);
+                const cfg_deployment *target = cfg_app_deployment(&cfg->apps[t], b->deployment);
+                if (!target)
+                    return fail(ctx, sub,
+                                "binds to deployment '%s', which application '%s' does "
+                                "not have",
+                                b->deployment, b->app);
+                g->target[k] = g->first[t] + (size_t)(target - cfg->apps[t].deployments);
+            }
+    return 0;
+}
+
+/* The index in g->target of node's first binding. */
+static size_t first_binding(const bind_graph *g, size_t node)
+{
+    size_t k = 0;
+    for (size_t n = 0; n < node; n++) {
+        const cfg_app *app;
+        k += node_dep(g, n, &app)->n_bindings;
+    }
+    return k;
+}
+
+/* Report the cycle that closes at `node`, from where it is on the path. */
+static int fail_cycle(cfg__ctx *ctx, const bind_graph *g, size_t node, const char *field)
+{
+    char chain[CFG_ERR_LEN] = "";
+    size_t at = 0, len = 0;
+    while (g->path[at] != node) at++;
+    for (size_t i = at; i <= g->depth; i++) {
+        const cfg_app *app;
+        const cfg_deployment *d = node_dep(g, i < g->depth ? g->path[i] : node, &app);
+        len += (size_t)snprintf(chain + len, len < sizeof(chain) ? sizeof(chain) - len : 0,
+                                "%s%s/%s", i > at ? " -> " : "", app->name, d->name);
+        if (len >= sizeof(chain)) break;
+    }
+    return fail(ctx, field, "bindings form a cycle: %s", chain);
+}
+
+static int visit(cfg__ctx *ctx, bind_graph *g, size_t node)
+{
+    const cfg_app *app;
+    const cfg_deployment *d = node_dep(g, node, &app);
+    size_t k = first_binding(g, node);
+    g->color[node] = 1;
+    g->path[g->depth++] = node;
+    for (size_t i = 0; i < d->n_bindings; i++) {
+        size_t t = g->target[k + i];
+        if (g->color[t] == 2) continue;
+        if (g->color[t] == 1) {
+            char sub[CFG_PATH_LEN];
+            set_path(sub, "applications[%zu].deployments[%zu].init_args.%s",
+                     (size_t)(app - g->cfg->apps), (size_t)(d - app->deployments),
+                     d->bindings[i].name);
+            return fail_cycle(ctx, g, t, sub);
+        }
+        int rc = visit(ctx, g, t);
+        if (rc != 0) return rc;
+    }
+    g->depth--;
+    g->color[node] = 2;
+    return 0;
+}
+
+static int check_bindings(cfg__ctx *ctx, const cfg_config *cfg)
+{
+    size_t nodes = 0, edges = 0;
+    for (size_t a = 0; a < cfg->n_apps; a++)
+        for (size_t d = 0; d < cfg->apps[a].n_deployments; d++, nodes++)
+            edges += cfg->apps[a].deployments[d].n_bindings;
+    if (edges == 0) return 0;
+    bind_graph g = {cfg,
+                    calloc(cfg->n_apps + 1, sizeof(size_t)),
+                    calloc(nodes, sizeof(int)),
+                    calloc(edges, sizeof(size_t)),
+                    calloc(nodes + 1, sizeof(size_t)),
+                    0};
+    int rc =
+        g.first && g.color && g.target && g.path ? 0 : fail_code(ctx, -ENOMEM, "", "out of memory");
+    for (size_t a = 1; rc == 0 && a <= cfg->n_apps; a++)
+        g.first[a] = g.first[a - 1] + cfg->apps[a - 1].n_deployments;
+    if (rc == 0) rc = resolve_targets(ctx, &g);
+    for (size_t n = 0; rc == 0 && n < nodes; n++)
+        if (g.color[n] == 0) rc = visit(ctx, &g, n);
+    free(g.first);
+    free(g.color);
+    free(g.target);
+    free(g.path);
+    return rc;
 }
 
 /* Apps are told apart by name and routed by prefix: both must be unique. */
@@ -551,7 +748,7 @@ static int finish_config(cfg__ctx *ctx, void *base, json_t *json, const char *pa
             }
         }
     }
-    return 0;
+    return check_bindings(ctx, cfg);
 }
 
 /* ---- Public API ------------------------------------------------------------------------------ */

@@ -44,6 +44,17 @@ typedef struct cfg_batching {
     double batch_wait_timeout_s; /* default 0.01; >= 0 */
 } cfg_batching;
 
+/*
+ * A handle binding: a top-level init_args value {"deployment": D} or
+ * {"deployment": D, "app": A} gives the replica a handle named by its key
+ * to deployment D of application A (by default its own application).
+ */
+typedef struct cfg_binding {
+    char *name;       /* the init_args key */
+    char *app;        /* the target's application */
+    char *deployment; /* the target deployment */
+} cfg_binding;
+
 typedef struct cfg_deployment {
     char *name;
     int num_replicas;                   /* default 1; >= 0 (autoscaling: initial count) */
@@ -56,6 +67,8 @@ typedef struct cfg_deployment {
     double health_check_timeout_s;      /* default 30; > 0 */
     cfg_autoscaling autoscaling;
     cfg_batching batching;
+    cfg_binding *bindings; /* from init_args, in key order */
+    size_t n_bindings;
 } cfg_deployment;
 
 typedef struct cfg_app {
@@ -90,7 +103,8 @@ typedef struct cfg_config {
  * Unknown fields are errors. Cross-field rules checked here: unique app
  * names, unique route prefixes, unique deployment names within an app,
  * ingress names an existing deployment, num_replicas and autoscaling_config
- * are not both set, min_replicas <= initial_replicas <= max_replicas.
+ * are not both set, min_replicas <= initial_replicas <= max_replicas, every
+ * handle binding names an existing deployment, and bindings form no cycle.
  */
 int cfg_parse(const char *text, size_t len, cfg_config **out, char *err, size_t errlen);
 

@@ -165,3 +165,52 @@ Test(frame, frame_put_and_begin_end_agree)
     ipc_buf_free(&a);
     ipc_buf_free(&b);
 }
+
+Test(frame, a_call_carries_its_target_and_a_request_the_router_forwards_unread)
+{
+    serve_header h[] = {{"content-type", "text/plain"}};
+    serve_request in = {.method = "POST",
+                        .path = "/",
+                        .route_path = "/",
+                        .query = "n=3",
+                        .request_id = "rid-7",
+                        .headers = h,
+                        .n_headers = 1,
+                        .body = "bonjour",
+                        .body_len = 7};
+    ipc_buf b = {0};
+    cr_assert_eq(ipc_call_encode(&b, 42, "lang", "French", 1500, &in), 0);
+    ipc_frame f = frame_of(&b, IPC_CALL, 42);
+    ipc_call call;
+    cr_assert_eq(ipc_call_decode(f.payload, f.len, &call), 0);
+    cr_expect_str_eq(call.app, "lang");
+    cr_expect_str_eq(call.deployment, "French");
+    cr_expect_eq(call.timeout_ms, 1500);
+
+    /* The request part is a REQUEST payload as it stands. */
+    ipc_buf fwd = {0};
+    cr_assert_eq(ipc_frame_put(&fwd, IPC_REQUEST, 9, call.request, call.request_len), 0);
+    ipc_frame g = frame_of(&fwd, IPC_REQUEST, 9);
+    serve_request out;
+    cr_assert_eq(ipc_request_decode(g.payload, g.len, &out), 0);
+    cr_expect_str_eq(out.query, "n=3");
+    cr_expect_str_eq(out.request_id, "rid-7");
+    cr_expect_str_eq(out.headers[0].value, "text/plain");
+    cr_expect_eq(out.body_len, 7);
+    free((void *)out.headers);
+    ipc_buf_free(&fwd);
+
+    for (uint32_t cut = 0; cut < 14; cut++) /* inside app, deployment or timeout */
+        cr_expect_eq(ipc_call_decode(f.payload, cut, &call), -EPROTO, "cut at %u", cut);
+    ipc_buf_free(&b);
+}
+
+Test(frame, frame_put_flags_sets_the_flags_byte)
+{
+    ipc_buf b = {0};
+    cr_assert_eq(ipc_frame_put_flags(&b, IPC_CALL_RESULT, IPC_FLAG_ABORTED, 5, "xy", 2), 0);
+    ipc_frame f = frame_of(&b, IPC_CALL_RESULT, 5);
+    cr_expect_eq(f.flags, IPC_FLAG_ABORTED);
+    cr_expect_eq(f.len, 2);
+    ipc_buf_free(&b);
+}

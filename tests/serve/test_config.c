@@ -1113,3 +1113,90 @@ Test(config_valid, the_router_limits_and_access_log_have_defaults_and_can_be_set
     expect_error("{'http_options': {'max_header_bytes': 100}, 'applications': []}",
                  "http_options.max_header_bytes: must be >= 1024");
 }
+
+/* ---------------------------------------------------------------------- */
+/* Handle bindings                                                        */
+/* ---------------------------------------------------------------------- */
+
+#define TWO_DEPS(args_a, args_b)                                                                   \
+    CONF("{'name': 'a', 'plugin': 'a.so', 'ingress': 'A', 'deployments': ["                        \
+         "{'name': 'A', 'init_args': " args_a "}, {'name': 'B', 'init_args': " args_b "}]}")
+
+Test(bindings, init_args_deployment_objects_become_bindings_in_the_same_app_by_default)
+{
+    cfg_config *cfg = parse_ok(CONF(
+        "{'name': 'a', 'plugin': 'a.so', 'ingress': 'A', 'deployments': ["
+        "{'name': 'A', 'init_args': {'x': 1, 'fr': {'deployment': 'B'}, "
+        "'other': {'deployment': 'C', 'app': 'b'}, 'plain': {'k': 'v'}}}, {'name': 'B'}]}, "
+        "{'name': 'b', 'route_prefix': '/b', 'plugin': 'b.so', 'deployments': [{'name': 'C'}]}"));
+    const cfg_deployment *d = &cfg->apps[0].deployments[0];
+    cr_assert_eq(d->n_bindings, 2);
+    cr_expect_str_eq(d->bindings[0].name, "fr");
+    cr_expect_str_eq(d->bindings[0].app, "a");
+    cr_expect_str_eq(d->bindings[0].deployment, "B");
+    cr_expect_str_eq(d->bindings[1].name, "other");
+    cr_expect_str_eq(d->bindings[1].app, "b");
+    cr_expect_str_eq(d->bindings[1].deployment, "C");
+    cr_expect_eq(cfg->apps[0].deployments[1].n_bindings, 0);
+    cr_expect(strstr(d->init_args_json, "\"fr\"") != NULL, "init still sees the binding");
+    cfg_free(cfg);
+}
+
+Test(bindings, a_chain_and_a_diamond_are_fine)
+{
+    cfg_free(parse_ok(CONF("{'name': 'a', 'plugin': 'a.so', 'ingress': 'A', 'deployments': ["
+                           "{'name': 'A', 'init_args': {'b': {'deployment': 'B'}, "
+                           "'c': {'deployment': 'C'}}}, "
+                           "{'name': 'B', 'init_args': {'d': {'deployment': 'D'}}}, "
+                           "{'name': 'C', 'init_args': {'d': {'deployment': 'D'}}}, "
+                           "{'name': 'D'}]}")));
+}
+
+Test(bindings, a_missing_deployment_is_named)
+{
+    expect_error(TWO_DEPS("{'fr': {'deployment': 'French'}}", "{}"),
+                 "applications[0].deployments[0].init_args.fr: binds to deployment 'French', "
+                 "which application 'a' does not have");
+}
+
+Test(bindings, a_missing_application_is_named)
+{
+    expect_error(TWO_DEPS("{}", "{'x': {'deployment': 'A', 'app': 'nope'}}"),
+                 "applications[0].deployments[1].init_args.x: binds to application 'nope', "
+                 "which does not exist");
+}
+
+Test(bindings, a_cycle_is_refused_with_its_path)
+{
+    expect_error(TWO_DEPS("{'b': {'deployment': 'B'}}", "{'a': {'deployment': 'A'}}"),
+                 "applications[0].deployments[1].init_args.a: bindings form a cycle: "
+                 "a/A -> a/B -> a/A");
+}
+
+Test(bindings, a_deployment_bound_to_itself_is_a_cycle)
+{
+    expect_error(ONE_DEP(", 'init_args': {'me': {'deployment': 'd'}}"),
+                 "applications[0].deployments[0].init_args.me: bindings form a cycle: a/d -> a/d");
+}
+
+Test(bindings, a_cycle_across_applications_is_refused)
+{
+    expect_error(CONF("{'name': 'a', 'plugin': 'a.so', 'deployments': ["
+                      "{'name': 'A', 'init_args': {'y': {'deployment': 'B', 'app': 'b'}}}]}, "
+                      "{'name': 'b', 'route_prefix': '/b', 'plugin': 'b.so', 'deployments': ["
+                      "{'name': 'B', 'init_args': {'x': {'deployment': 'A', 'app': 'a'}}}]}"),
+                 "applications[1].deployments[0].init_args.x: bindings form a cycle: "
+                 "a/A -> b/B -> a/A");
+}
+
+Test(bindings, a_binding_object_has_only_deployment_and_app)
+{
+    expect_error(TWO_DEPS("{'b': {'deployment': 'B', 'replicas': 2}}", "{}"),
+                 "applications[0].deployments[0].init_args.b.replicas: unknown field: a binding "
+                 "has only \"deployment\" and \"app\"");
+    expect_error(TWO_DEPS("{'b': {'deployment': 3}}", "{}"),
+                 "applications[0].deployments[0].init_args.b.deployment: must be a non-empty "
+                 "string");
+    expect_error(TWO_DEPS("{'b': {'deployment': 'B', 'app': ''}}", "{}"),
+                 "applications[0].deployments[0].init_args.b.app: must be a non-empty string");
+}
