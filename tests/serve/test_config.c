@@ -87,7 +87,7 @@ static const char full_config[] =
     "   'deployments': ["
     "    {'name': 'Classifier', 'num_replicas': 3, 'max_ongoing_requests': 8,"
     "     'max_queued_requests': 100,"
-    "     'init_args': {'spanish': {'deployment': 'Spanish'}, 'n': [1, 2]},"
+    "     'init_args': {'spanish': {'deployment': 'Spanish_v1.2-x'}, 'n': [1, 2]},"
     "     'user_config': {'greeting': 'Hola', 'k': 1.5},"
     "     'graceful_shutdown_timeout_s': 5, 'health_check_period_s': 2.5,"
     "     'health_check_timeout_s': 7,"
@@ -125,7 +125,8 @@ Test(config_valid, a_full_config_parses_every_field)
     cr_assert_eq(c->num_replicas, 3);
     cr_assert_eq(c->max_ongoing_requests, 8);
     cr_assert_eq(c->max_queued_requests, 100);
-    cr_assert_str_eq(c->init_args_json, "{\"spanish\":{\"deployment\":\"Spanish\"},\"n\":[1,2]}");
+    cr_assert_str_eq(c->init_args_json,
+                     "{\"spanish\":{\"deployment\":\"Spanish_v1.2-x\"},\"n\":[1,2]}");
     cr_assert_str_eq(c->user_config_json, "{\"greeting\":\"Hola\",\"k\":1.5}");
     cr_assert_float_eq(c->graceful_shutdown_timeout_s, 5, 1e-12);
     cr_assert_float_eq(c->health_check_period_s, 2.5, 1e-12);
