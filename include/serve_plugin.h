@@ -189,6 +189,110 @@ const char *serve_request_header(const serve_request *req, const char *name);
  */
 int serve_request_query(const serve_request *req, const char *name, char *buf, size_t size);
 
+/* ---- Handles: calling other deployments -------------------------------- */
+
+/*
+ * A deployment calls another through a handle, as a Ray Serve deployment
+ * does through the DeploymentHandle it was bound to. The config binds it:
+ * a top-level init_args value {"deployment": "NAME"} (or {"deployment":
+ * "NAME", "app": "APP"} for another application's) becomes the handle of
+ * that name, and `init` still sees the object in args_json:
+ *
+ *     "init_args": {"french": {"deployment": "French"}, "greeting": "hi"}
+ *
+ *     serve_handle *fr = serve_get_handle(ctx, "french");      // in init
+ *     serve_call_options call = {.path = "/", .body = text, .body_len = n};
+ *     serve_future *f = serve_call(fr, req, &call, 5.0);      // in handle
+ *     if (serve_future_status(f) == 200) ... serve_future_body(f, &len) ...
+ *     serve_future_free(f);
+ *
+ * A call is a request to one of the callee's replicas, chosen as the proxy
+ * chooses for HTTP, within its max_ongoing_requests, waiting in its queue
+ * when every replica is full, and counted in its autoscaling load; a callee
+ * scaled to zero starts on demand. It does not go through HTTP: it is one
+ * frame to the serve process and one to the callee. The callee's `handle`
+ * sees the call as a request with the caller's request id.
+ *
+ * serve_call_async starts a call and returns at once, so one `handle` can
+ * fan out to many calls and then wait for all (serve_future_wait_all).
+ * Calls may be made from `handle` only (not from `init`, which runs before
+ * the replica is reachable). A replica with bindings never runs `handle` on
+ * its I/O thread, so waiting for a future there is always allowed.
+ *
+ * Ownership: a handle is owned by the framework and valid until `finalize`
+ * returns; a future is the caller's, freed with serve_future_free (which
+ * cancels the call if it has no answer yet). A future may be waited for on
+ * one thread at a time. Everything serve_call_options points to is copied.
+ */
+typedef struct serve_handle serve_handle;
+typedef struct serve_future serve_future;
+
+typedef struct serve_call_options {
+    const char *method;          /* NULL: "POST" with a body, else "GET" */
+    const char *path;            /* the callee's route_path; NULL: "/" */
+    const char *query;           /* without '?'; NULL: none */
+    const serve_header *headers; /* may be NULL */
+    size_t n_headers;
+    const void *body; /* may be NULL */
+    size_t body_len;
+    double timeout_s; /* the serve process answers 408 after this; 0: none */
+} serve_call_options;
+
+/* The handle bound to init_args key `name`, or NULL (with serve_set_error)
+   when there is no such binding. */
+serve_handle *serve_get_handle(serve_context *ctx, const char *name);
+
+/* The "app/deployment" a handle calls. */
+const char *serve_handle_target(const serve_handle *h);
+
+/*
+ * Start a call. `parent` is the request being handled (its request id
+ * travels with the call) or NULL; `opts` may be NULL (GET /). Never blocks.
+ * Returns a future, or NULL with serve_set_error (out of memory, called
+ * outside `handle`, the replica stopping).
+ */
+serve_future *serve_call_async(serve_handle *h, const serve_request *parent,
+                               const serve_call_options *opts);
+
+/*
+ * Wait for the answer, at most `timeout_s` seconds (< 0: no limit). Returns
+ * 0 once answered, or -1 on timeout: the call goes on, and can be waited
+ * for again or freed.
+ */
+int serve_future_wait(serve_future *f, double timeout_s);
+
+/* Wait until every one of `n` futures is answered; as serve_future_wait.
+   The timeout covers the whole wait. */
+int serve_future_wait_all(serve_future *const *fs, size_t n, double timeout_s);
+
+/*
+ * serve_call_async, then wait `timeout_s` (< 0: no limit). Always returns a
+ * future with an answer, or NULL as serve_call_async does. When the wait
+ * times out the call is cancelled and the future answers 504.
+ */
+serve_future *serve_call(serve_handle *h, const serve_request *parent,
+                         const serve_call_options *opts, double timeout_s);
+
+/*
+ * The answer (valid until serve_future_free). Status is the callee's HTTP
+ * status, or the serve process's when the call failed on the way: 404 (no
+ * such deployment any more), 408 (timeout), 502 (the callee's replica
+ * died), 503 (queue full, or shutting down); 0 while unanswered. The body
+ * is followed by a NUL byte. A streamed answer is collected whole.
+ */
+int serve_future_status(const serve_future *f);
+const void *serve_future_body(const serve_future *f, size_t *len);
+const char *serve_future_header(const serve_future *f, const char *name);
+
+/* For an answer with status >= 400: the "error" member of its JSON body
+   (what the callee passed to serve_set_error), else the body itself. NULL
+   for a success or while unanswered. */
+const char *serve_future_error(const serve_future *f);
+
+/* Release a future, cancelling the call if it has no answer yet. NULL is
+   fine. */
+void serve_future_free(serve_future *f);
+
 /* ---- Context, errors and logs ------------------------------------------ */
 
 /* This deployment's name, its application's name, and this replica's id

@@ -42,7 +42,8 @@
 typedef enum ipc_type {
     /* control channel */
     IPC_INIT = 1,          /* ctl -> replica: JSON {app, deployment, plugin, replica_id,
-                              init_args, user_config, max_ongoing_requests} */
+                              init_args, user_config, max_ongoing_requests,
+                              bindings: [{name, app, deployment}]} */
     IPC_READY = 2,         /* replica -> ctl: init done, serving */
     IPC_FAILED = 3,        /* replica -> ctl: text; load or init failed, exiting */
     IPC_STOP = 4,          /* ctl -> replica: finish running requests, finalize, exit */

@@ -5,7 +5,9 @@
 #ifndef SERVE_REPLICA_INTERNAL_H
 #define SERVE_REPLICA_INTERNAL_H
 
+#include <pthread.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "ipc/ipc.h"
 #include "serve_plugin.h"
@@ -32,7 +34,9 @@ struct serve_context {
     char *app;
     char *deployment;
     char *replica_id;
-    char *log_tag; /* "app/deployment#id" */
+    char *log_tag;                /* "app/deployment#id" */
+    struct serve_handle *handles; /* bound in the config (handles.c) */
+    size_t n_handles;
 };
 
 struct serve_response {
@@ -54,5 +58,37 @@ void api_response_release(serve_response *res);
    to clear it before each callback. */
 const char *api_last_error(void);
 void api_clear_error(void);
+
+/* ---- handles.c ------------------------------------------------------------------------------ */
+
+/* How the hub sends frames: begin() locks and returns the outgoing buffer
+   of the data channel, end() unlocks it and has the loop write it. */
+typedef struct calls_io {
+    ipc_buf *(*begin)(void *arg);
+    void (*end)(void *arg);
+    void *arg;
+} calls_io;
+
+/* The handle calls of one replica. */
+typedef struct calls_hub {
+    pthread_mutex_t mu;
+    struct serve_future *pending; /* unanswered calls */
+    uint64_t next_id;
+    int open; /* calls may start: the replica serves */
+    calls_io io;
+} calls_hub;
+
+int calls_init(calls_hub *hub, const calls_io *io); /* 0 or negative */
+void calls_destroy(calls_hub *hub);
+/* Allow calls (serving) or not (initializing). */
+void calls_open(calls_hub *hub, int open);
+/* Loop thread: a CALL_PART or CALL_RESULT frame arrived. */
+void calls_on_frame(calls_hub *hub, const ipc_frame *f);
+/* Answer every pending call with {"error": msg} and allow no more. */
+void calls_fail_all(calls_hub *hub, int status, const char *msg);
+/* Give ctx a handle `name` to app/deployment. 0 or -ENOMEM. */
+int calls_bind(calls_hub *hub, serve_context *ctx, const char *name, const char *app,
+               const char *deployment);
+void calls_unbind_all(serve_context *ctx);
 
 #endif

@@ -93,6 +93,7 @@ typedef struct replica {
     uv_work_t health_work;
     char health_error[REPLICA_ERR_LEN];
     pthread_t loop_thread; /* needs no async wake-up to see `done` */
+    calls_hub calls;       /* handle calls this replica makes */
 } replica;
 
 static void replica_stop(replica *r);
@@ -134,6 +135,19 @@ static void done_unlock_and_wake(replica *r, int finished)
 }
 
 static void on_wake(uv_async_t *h);
+
+/* calls_io: handle calls are frames in the same `done` buffer. */
+static ipc_buf *calls_out_begin(void *arg)
+{
+    replica *r = arg;
+    done_lock(r);
+    return &r->done;
+}
+
+static void calls_out_end(void *arg)
+{
+    done_unlock_and_wake(arg, 0);
+}
 
 /* serve_response_flush: send status, headers (first time) and the body so
    far as a RESPONSE_PART, then start the body afresh. A handler that
@@ -344,7 +358,8 @@ static int run_inline(replica *r, const ipc_frame *f)
     pthread_mutex_lock(&r->mu);
     int idle = r->n_queued == 0;
     pthread_mutex_unlock(&r->mu);
-    if (!fast || !idle || r->reconfiguring) return 0; /* never block the loop on the lock */
+    /* never block the loop on the lock, nor on a handle call's answer */
+    if (!fast || !idle || r->reconfiguring || r->ctx.n_handles) return 0;
     r->ongoing++;
     run_job(r, f->id, f->payload, f->len);
     on_wake(&r->wake); /* forward now, in this loop turn */
@@ -356,6 +371,10 @@ static void on_data_frame(ipc_conn *c, const ipc_frame *f)
     replica *r = ipc_conn_data(c);
     if (f->type == IPC_CANCEL) {
         cancel_job(r, f->id);
+        return;
+    }
+    if (f->type == IPC_CALL_PART || f->type == IPC_CALL_RESULT) {
+        calls_on_frame(&r->calls, f);
         return;
     }
     if (f->type != IPC_REQUEST || r->phase < PHASE_SERVING) {
@@ -390,6 +409,7 @@ static void on_data_close(ipc_conn *c, int status)
 {
     replica *r = ipc_conn_data(c);
     r->data = NULL;
+    calls_fail_all(&r->calls, 502, "the replica lost its connection to the serve process");
 }
 
 /* ---- Init -------------------------------------------------------------- */
@@ -444,6 +464,7 @@ static void init_done(uv_work_t *w, int status)
         return;
     }
     r->phase = PHASE_SERVING;
+    calls_open(&r->calls, 1);
     if (r->stop_requested) { /* nobody wants us any more: no READY */
         replica_stop(r);
         return;
@@ -456,6 +477,23 @@ static char *dup_json_string(json_t *obj, const char *key)
 {
     const char *s = json_string_value(json_object_get(obj, key));
     return s ? strdup(s) : NULL;
+}
+
+/* Make the handles INIT lists: [{name, app, deployment}]. */
+static int bind_handles(replica *r, json_t *list)
+{
+    size_t i;
+    json_t *b;
+    json_array_foreach(list, i, b)
+    {
+        const char *name = json_string_value(json_object_get(b, "name"));
+        const char *app = json_string_value(json_object_get(b, "app"));
+        const char *dep = json_string_value(json_object_get(b, "deployment"));
+        if (!name || !app || !dep) return -EPROTO;
+        int rc = calls_bind(&r->calls, &r->ctx, name, app, dep);
+        if (rc != 0) return rc;
+    }
+    return 0;
 }
 
 /* Parse INIT's JSON and start loading the plugin on the thread pool. */
@@ -471,7 +509,9 @@ static int handle_init(replica *r, const ipc_frame *f)
     r->init_args = dup_json_string(msg, "init_args");
     r->user_config = dup_json_string(msg, "user_config");
     r->max_ongoing = (int)json_integer_value(json_object_get(msg, "max_ongoing_requests"));
+    int rc = bind_handles(r, json_object_get(msg, "bindings"));
     json_decref(msg);
+    if (rc != 0) return rc;
     if (!r->ctx.app || !r->ctx.deployment || !r->ctx.replica_id || !r->plugin_path ||
         !r->init_args || r->max_ongoing < 1)
         return -EPROTO;
@@ -649,6 +689,8 @@ static void replica_free(replica *r)
     free(r->ctx.deployment);
     free(r->ctx.replica_id);
     free(r->ctx.log_tag);
+    calls_unbind_all(&r->ctx);
+    calls_destroy(&r->calls);
     free(r->plugin_path);
     free(r->init_args);
     free(r->user_config);
@@ -670,6 +712,7 @@ static void init_sync(replica *r)
     pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
     pthread_rwlock_init(&r->plugin_lock, &attr);
     pthread_rwlockattr_destroy(&attr);
+    calls_init(&r->calls, &(calls_io){calls_out_begin, calls_out_end, r});
 }
 
 /* Were we started by the controller, with the two sockets in place? */

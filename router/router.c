@@ -31,6 +31,15 @@
  * Replica slots are found by id through a slot table: the id is
  * (generation << 32 | slot), so a late frame for a finished request is
  * recognised and dropped.
+ *
+ * A handle call (a CALL frame from a replica) is an rreq too, with the
+ * calling replica in place of the HTTP client: it is queued, dispatched,
+ * timed out and cancelled like any request, and its answer goes back to the
+ * caller as CALL_PART / CALL_RESULT frames. The caller lets go of it when
+ * its answer is sent (or when the caller asks to cancel, or exits); that
+ * step runs at the next loop turn (the reaper), as libmicrohttpd's
+ * completed callback does for HTTP, so that no path frees a request that
+ * its caller still holds.
  */
 #include "router/router.h"
 
@@ -94,6 +103,12 @@ struct rreq {
     size_t stream_off;
     char replica_id[17];
     char request_id[ROUTER_MAX_REQUEST_ID + 1];
+    /* A handle call: the calling replica (NULL once it let go), the call's
+       id there, and links in its list of calls or in the reap list. */
+    int is_call;
+    router_backend *caller;
+    uint64_t call_id;
+    rreq *call_prev, *call_next;
 };
 
 /* A doubly linked list of requests. */
@@ -113,6 +128,7 @@ struct router_pool {
     const balancer_ops *balancer;
     uint64_t lb_state;
     rq_list waiting;
+    int closed; /* its deployment was removed: no new requests */
 };
 
 struct router_backend {
@@ -124,6 +140,7 @@ struct router_backend {
     void *data;
     rq_list inflight;
     int retired; /* out of the pool: report when inflight empties */
+    rreq *calls; /* handle calls this replica made and waits for */
 };
 
 struct router {
@@ -134,6 +151,8 @@ struct router {
     uv_timer_t deadline_timer;
     uv_timer_t sweep_timer;
     uv_prepare_t log_flusher;
+    uv_prepare_t reaper; /* lets go of answered handle calls */
+    rreq *reap;          /* answered calls, linked by call_next */
     routes *routes;
     router_pool *pools;
     dheap deadlines;
@@ -156,6 +175,9 @@ struct router {
 
 static void router_free(router *r);
 static void pool_flush(router_pool *p);
+static void call_answer(rreq *rq, int status, const char *json_body);
+static int set_deadline(rreq *rq, double timeout_s);
+static void on_reap(uv_prepare_t *h);
 static void maybe_drained(router *r);
 static void stream_abort(rreq *rq);
 
@@ -308,6 +330,13 @@ static struct MHD_Response *json_response(json_t *obj)
 /* Answer with a JSON object (reference stolen) that has an "error" key. */
 static void answer_json(rreq *rq, int status, json_t *obj)
 {
+    if (rq->is_call) {
+        char *text = obj ? json_dumps(obj, JSON_COMPACT) : NULL;
+        json_decref(obj);
+        call_answer(rq, status, text ? text : "{\"error\":\"out of memory\"}");
+        free(text);
+        return;
+    }
     struct MHD_Response *resp = json_response(obj);
     if (resp) answer(rq, status, resp);
 }
@@ -432,11 +461,44 @@ static enum MHD_Result add_header(void *cls, enum MHD_ValueKind kind, const char
     return MHD_YES;
 }
 
+/* `rq` was queued in b's output: it is at that replica now. */
+static void sent_to(rreq *rq, router_backend *b)
+{
+    ipc_conn_flush_later(b->conn);
+    ipc_buf_free(&rq->body);
+    rq->backend = b;
+    b->lb.ongoing++;
+    snprintf(rq->replica_id, sizeof(rq->replica_id), "%s", b->replica_id);
+    list_push(&b->inflight, rq);
+}
+
+/* A call's request is forwarded as it came: its body holds the REQUEST
+   payload the caller encoded. */
+static void send_call(rreq *rq, router_backend *b)
+{
+    router *r = rq->r;
+    if (slot_alloc(r, rq) != 0) {
+        answer_error(rq, 503, "proxy out of memory");
+        return;
+    }
+    if (ipc_frame_put(ipc_conn_out(b->conn), IPC_REQUEST, rq->id, rq->body.data, rq->body.len)) {
+        ipc_conn_out(b->conn)->oom = 0;
+        slot_free(r, rq);
+        answer_error(rq, 503, "proxy out of memory");
+        return;
+    }
+    sent_to(rq, b);
+}
+
 /* Encode `rq` into the backend's output; it leaves at the end of this loop
    turn together with every other frame queued meanwhile. */
 static void send_request(rreq *rq, router_backend *b)
 {
     router *r = rq->r;
+    if (rq->is_call) {
+        send_call(rq, b);
+        return;
+    }
     hdr_acc acc = {r, 0, 0};
     MHD_get_connection_values(rq->conn, MHD_HEADER_KIND, add_header, &acc);
     serve_request req = {
@@ -459,12 +521,7 @@ static void send_request(rreq *rq, router_backend *b)
         answer_error(rq, 413, "request too large to forward");
         return;
     }
-    ipc_conn_flush_later(b->conn);
-    ipc_buf_free(&rq->body);
-    rq->backend = b;
-    b->lb.ongoing++;
-    snprintf(rq->replica_id, sizeof(rq->replica_id), "%s", b->replica_id);
-    list_push(&b->inflight, rq);
+    sent_to(rq, b);
 }
 
 /* The balancer's choice among the pool's backends with room, or NULL. */
@@ -480,7 +537,9 @@ static void dispatch(rreq *rq)
 {
     router_pool *p = rq->pool;
     router_backend *b = p->waiting.n ? NULL : pick_backend(p);
-    if (b) {
+    if (p->closed) {
+        answer_error(rq, 503, "deployment %s/%s was removed", p->app, p->dep);
+    } else if (b) {
         send_request(rq, b);
     } else if (p->max_queued >= 0 && p->waiting.n >= (size_t)p->max_queued) {
         answer_json(rq, 503,
@@ -587,6 +646,192 @@ static void stream_part(rreq *rq, const ipc_frame *f, int final)
     stream_wake(rq);
 }
 
+/* ---- Handle calls ------------------------------------------------------ */
+
+static void call_link(rreq **head, rreq *rq)
+{
+    rq->call_prev = NULL;
+    rq->call_next = *head;
+    if (*head) (*head)->call_prev = rq;
+    *head = rq;
+}
+
+static void call_unlink(rreq **head, rreq *rq)
+{
+    if (rq->call_prev)
+        rq->call_prev->call_next = rq->call_next;
+    else
+        *head = rq->call_next;
+    if (rq->call_next) rq->call_next->call_prev = rq->call_prev;
+    rq->call_prev = rq->call_next = NULL;
+}
+
+/* The caller lets go of `rq` (at the next loop turn, see the top). */
+static void call_release(rreq *rq)
+{
+    router *r = rq->r;
+    if (rq->caller) call_unlink(&rq->caller->calls, rq);
+    rq->caller = NULL;
+    rq->call_next = r->reap;
+    r->reap = rq;
+    if (!r->closing) uv_prepare_start(&r->reaper, on_reap);
+}
+
+static void log_call(const rreq *rq)
+{
+    router *r = rq->r;
+    if (!r->opts.access_log || log_min_level > LOG_INFO) return;
+    double ms = (double)(uv_hrtime() - rq->start_ns) / 1e6;
+    access_log_line(r, "CALL %s/%s %d %.3fms replica=%s id=%s", rq->pool ? rq->pool->app : "-",
+                    rq->pool ? rq->pool->dep : "-", rq->status, ms,
+                    rq->replica_id[0] ? rq->replica_id : "-", rq->request_id);
+}
+
+/* The call's final answer is in: it counts once, and the caller lets go. */
+static void call_finish(rreq *rq, int status)
+{
+    rq->status = status;
+    rq->state = RQ_ANSWERED;
+    dheap_remove(&rq->r->deadlines, &rq->deadline);
+    log_call(rq);
+    call_release(rq);
+}
+
+/* Answer a call from the router itself: a response with a JSON body. */
+static void call_answer(rreq *rq, int status, const char *json_body)
+{
+    if (rq->state == RQ_ANSWERED) return;
+    if (rq->caller) {
+        serve_header h = {"content-type", "application/json"};
+        ipc_conn *c = rq->caller->conn;
+        if (ipc_response_encode_frame(ipc_conn_out(c), IPC_CALL_RESULT, 0, rq->call_id, status, &h,
+                                      1, json_body, strlen(json_body)) != 0)
+            ipc_conn_out(c)->oom = 0;
+        ipc_conn_flush_later(c);
+    }
+    call_finish(rq, status);
+}
+
+/* Pass a callee's answer frame on to the caller, as it is. Returns 1 when
+   it ends the request at the callee (RESPONSE or CANCELLED). */
+static int call_forward(rreq *rq, const ipc_frame *f)
+{
+    int final = f->type == IPC_RESPONSE, part = f->type == IPC_RESPONSE_PART;
+    if (!final && !part) return f->type == IPC_CANCELLED;
+    if (rq->state == RQ_ANSWERED) return final; /* after a 408: dropped */
+    ipc_conn *c = rq->caller ? rq->caller->conn : NULL;
+    if (c && ipc_frame_put_flags(ipc_conn_out(c), final ? IPC_CALL_RESULT : IPC_CALL_PART, f->flags,
+                                 rq->call_id, f->payload, f->len) != 0)
+        ipc_conn_out(c)->oom = 0; /* too big to pass on: the caller gets a 502 */
+    if (c) ipc_conn_flush_later(c);
+    if (final)
+        call_finish(rq, f->len >= 2 ? (uint8_t)f->payload[0] | (uint8_t)f->payload[1] << 8 : 0);
+    return final;
+}
+
+static router_pool *pool_find(router *r, const char *app, const char *dep)
+{
+    for (router_pool *p = r->pools; p; p = p->next)
+        if (strcmp(p->app, app) == 0 && strcmp(p->dep, dep) == 0) return p;
+    return NULL;
+}
+
+/* The request id inside a REQUEST payload (its fifth string), for logs. */
+static void copy_request_id(rreq *rq, const char *payload, size_t len)
+{
+    ipc_reader rd;
+    ipc_reader_init(&rd, payload, len);
+    for (int i = 0; i < 4; i++) ipc_get_str(&rd, NULL);
+    const char *id = ipc_get_str(&rd, NULL);
+    snprintf(rq->request_id, sizeof(rq->request_id), "%s", id ? id : "-");
+}
+
+/* A CALL from replica b: route it like an HTTP request to its target. */
+static void start_call(router_backend *b, const ipc_frame *f)
+{
+    router *r = b->r;
+    ipc_call call;
+    rreq *rq = calloc(1, sizeof(*rq));
+    if (!rq) { /* tell the caller, or it would wait for ever */
+        static const char oom[] = "{\"error\":\"proxy out of memory\"}";
+        serve_header h = {"content-type", "application/json"};
+        ipc_response_encode_frame(ipc_conn_out(b->conn), IPC_CALL_RESULT, 0, f->id, 503, &h, 1, oom,
+                                  sizeof(oom) - 1);
+        ipc_conn_flush_later(b->conn);
+        return;
+    }
+    *rq = (rreq){.r = r,
+                 .is_call = 1,
+                 .caller = b,
+                 .call_id = f->id,
+                 .state = RQ_ROUTED,
+                 .start_ns = uv_hrtime(),
+                 .deadline.index = SIZE_MAX};
+    call_link(&b->calls, rq);
+    if (ipc_call_decode(f->payload, f->len, &call) != 0) {
+        answer_error(rq, 400, "malformed call from replica %s", b->replica_id);
+        return;
+    }
+    copy_request_id(rq, call.request, call.request_len);
+    router_pool *p = pool_find(r, call.app, call.deployment);
+    if (!p || p->closed) {
+        answer_error(rq, 404, "no deployment %s/%s", call.app, call.deployment);
+        return;
+    }
+    rq->pool = p;
+    ipc_buf_put(&rq->body, call.request, call.request_len);
+    if (rq->body.oom || set_deadline(rq, call.timeout_ms / 1000.0) != 0)
+        answer_error(rq, 503, "proxy out of memory");
+    else
+        dispatch(rq);
+}
+
+static void on_call_frame(router_backend *b, const ipc_frame *f)
+{
+    if (f->type == IPC_CALL) {
+        start_call(b, f);
+        return;
+    }
+    for (rreq *rq = b->calls; rq; rq = rq->call_next)
+        if (rq->call_id == f->id) {
+            abandon(rq, 499, "cancelled by the caller");
+            return;
+        }
+}
+
+/* Next loop turn: the caller has let go of these calls. Those still at a
+   replica (timed out, cancelled) are freed when it confirms. */
+static void on_reap(uv_prepare_t *h)
+{
+    router *r = h->data;
+    uv_prepare_stop(h);
+    rreq *rq;
+    while ((rq = r->reap)) {
+        r->reap = rq->call_next;
+        rq->http_done = 1;
+        if (rq->queued) {
+            list_remove(&rq->pool->waiting, rq);
+            rq->queued = 0;
+        }
+        if (rq->backend)
+            send_cancel(rq);
+        else
+            rreq_free(rq);
+    }
+}
+
+/* A replica that made calls is gone: nobody waits for their answers. */
+static void orphan_calls(router_backend *b)
+{
+    rreq *rq;
+    while ((rq = b->calls)) {
+        call_unlink(&b->calls, rq);
+        rq->caller = NULL;
+        abandon(rq, 499, "the calling replica exited");
+        if (rq->state != RQ_ANSWERED) call_finish(rq, 499);
+    }
+}
+
 /* ---- Frames from replicas ---------------------------------------------- */
 
 static void forward_response(rreq *rq, const ipc_frame *f)
@@ -613,8 +858,16 @@ static void forward_response(rreq *rq, const ipc_frame *f)
 static void on_backend_frame(ipc_conn *c, const ipc_frame *f)
 {
     router_backend *b = ipc_conn_data(c);
+    if (f->type == IPC_CALL || f->type == IPC_CALL_CANCEL) {
+        on_call_frame(b, f);
+        return;
+    }
     rreq *rq = slot_find(b->r, f->id);
     if (!rq || rq->backend != b) return;
+    if (rq->is_call) {
+        if (call_forward(rq, f)) release_slot(rq);
+        return;
+    }
     switch (f->type) {
     case IPC_RESPONSE_PART:
         stream_part(rq, f, 0);
@@ -649,6 +902,7 @@ static void on_backend_close(ipc_conn *c, int status)
     router *r = b->r;
     rreq *rq;
     pool_detach(b->pool, b);
+    orphan_calls(b);
     while ((rq = list_pop(&b->inflight))) {
         char why[256];
         rq->backend = NULL;
@@ -714,9 +968,11 @@ void router_retire_backend(router *r, router_backend *b)
 
 router_pool *router_pool_get(router *r, const char *app, const char *dep)
 {
-    router_pool *p;
-    for (p = r->pools; p; p = p->next)
-        if (strcmp(p->app, app) == 0 && strcmp(p->dep, dep) == 0) return p;
+    router_pool *p = pool_find(r, app, dep);
+    if (p) {
+        p->closed = 0;
+        return p;
+    }
     p = calloc(1, sizeof(*p));
     if (!p) return NULL;
     p->app = strdup(app);
@@ -742,6 +998,17 @@ void router_pool_configure(router_pool *p, int max_ongoing, int max_queued)
     p->max_queued = max_queued;
     for (size_t i = 0; i < p->n_backends; i++) p->backends[i]->lb.capacity = p->max_ongoing;
     pool_flush(p);
+}
+
+void router_pool_close(router_pool *p)
+{
+    rreq *rq;
+    p->closed = 1;
+    while ((rq = list_pop(&p->waiting))) {
+        rq->queued = 0;
+        answer_error(rq, 503, "deployment %s/%s was removed while the request waited", p->app,
+                     p->dep);
+    }
 }
 
 unsigned router_pool_load(const router_pool *p)
@@ -1077,7 +1344,9 @@ static void init_handles(router *r)
     uv_timer_init(r->loop, &r->deadline_timer);
     uv_timer_init(r->loop, &r->sweep_timer);
     uv_prepare_init(r->loop, &r->log_flusher);
+    uv_prepare_init(r->loop, &r->reaper);
     r->drain_timer.data = r->deadline_timer.data = r->sweep_timer.data = r->log_flusher.data = r;
+    r->reaper.data = r;
     uv_timer_start(&r->sweep_timer, on_sweep, ROUTER_SWEEP_MS, ROUTER_SWEEP_MS);
     uv_unref((uv_handle_t *)&r->sweep_timer);
 }
@@ -1173,6 +1442,11 @@ void router_drain(router *r, double timeout_s, void (*done)(void *), void *arg)
 /* Last close callback: release what the router owns. */
 static void router_free(router *r)
 {
+    rreq *rq;
+    while ((rq = r->reap)) { /* calls answered during the close */
+        r->reap = rq->call_next;
+        rreq_free(rq);
+    }
     router_pool *p = r->pools;
     while (p) {
         router_pool *next = p->next;
@@ -1217,7 +1491,8 @@ void router_close(router *r)
     for (router_pool *p = r->pools; p; p = p->next)
         for (size_t i = 0; i < p->n_backends; i++) ipc_conn_close(p->backends[i]->conn);
     uv_handle_t *handles[] = {(uv_handle_t *)&r->drain_timer, (uv_handle_t *)&r->deadline_timer,
-                              (uv_handle_t *)&r->sweep_timer, (uv_handle_t *)&r->log_flusher};
+                              (uv_handle_t *)&r->sweep_timer, (uv_handle_t *)&r->log_flusher,
+                              (uv_handle_t *)&r->reaper};
     for (size_t i = 0; i < UTIL_ARRAY_LEN(handles); i++) {
         r->pending_closes++;
         uv_close(handles[i], on_handle_closed);

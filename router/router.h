@@ -130,6 +130,10 @@ void router_pool_configure(router_pool *p, int max_ongoing, int max_queued);
    apply to requests that arrive from now on. */
 void router_configure(router *r, double request_timeout_s, int access_log);
 
+/* The deployment was removed: requests waiting for it get 503, and handle
+   calls to it 404, until router_pool_get opens it again. */
+void router_pool_close(router_pool *p);
+
 /* The deployment's load now: requests its replicas run (as counted by the
    router) plus requests waiting in its queue. The autoscaler's metric. */
 unsigned router_pool_load(const router_pool *p);

@@ -468,13 +468,25 @@ static void on_backend_closed(void *data, void *arg)
 
 /* ---- Spawning ---------------------------------------------------------- */
 
+/* The deployment's handle bindings as [{name, app, deployment}]. */
+static json_t *bindings_json(const cfg_deployment *cfg)
+{
+    json_t *list = json_array();
+    for (size_t i = 0; list && i < cfg->n_bindings; i++) {
+        const cfg_binding *b = &cfg->bindings[i];
+        json_array_append_new(list, json_pack("{s:s, s:s, s:s}", "name", b->name, "app", b->app,
+                                              "deployment", b->deployment));
+    }
+    return list;
+}
+
 static int send_init(ctl_dep *d, rep *p)
 {
-    json_t *msg =
-        json_pack("{s:s, s:s, s:s, s:s, s:s, s:s?, s:i}", "app", d->app->name, "deployment",
-                  d->cfg->name, "plugin", d->app->plugin, "replica_id", p->id, "init_args",
-                  d->cfg->init_args_json, "user_config", d->cfg->user_config_json,
-                  "max_ongoing_requests", d->cfg->max_ongoing_requests);
+    json_t *msg = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s?, s:i, s:o}", "app", d->app->name,
+                            "deployment", d->cfg->name, "plugin", d->app->plugin, "replica_id",
+                            p->id, "init_args", d->cfg->init_args_json, "user_config",
+                            d->cfg->user_config_json, "max_ongoing_requests",
+                            d->cfg->max_ongoing_requests, "bindings", bindings_json(d->cfg));
     char *text = msg ? json_dumps(msg, JSON_COMPACT) : NULL;
     int rc = text ? ipc_conn_send(p->control, IPC_INIT, 0, text, strlen(text)) : -ENOMEM;
     free(text);
@@ -1152,6 +1164,7 @@ static void remove_deployment(ctl_dep *d)
     log_info("%s/%s: not in the config any more; stopping its replicas", d->app->name,
              d->cfg->name);
     d->removing = 1; /* its tick now only enforces the stop deadline */
+    router_pool_close(d->pool);
     uv_timer_stop(&d->restart_timer);
     if (d->reps)
         reconcile(d);
