@@ -46,66 +46,9 @@ declare -A PORT=() PID=()
 STARTED=() # pids of every process this script started, stopped by cleanup
 TMP=""
 
-log() { printf '%s\n' "$*" >&2; }
-die() {
-    log "proxy.sh: $*"
-    exit 1
-}
-
-# ---- Cleanup: whatever happens, nothing started here outlives the script ----
-
-# A zombie still answers kill -0: look at its state instead.
-alive() {
-    local st
-    st=$(ps -o stat= -p "$1" 2>/dev/null) && [[ $st != Z* ]]
-}
-
-stop_all() {
-    local pids=() p
-    # Children first collected by parent pid (nginx workers, serve's replicas), so that
-    # none is missed when its parent goes first.
-    for p in "${STARTED[@]}"; do
-        pids+=("$p")
-        mapfile -t -O "${#pids[@]}" pids < <(pgrep -P "$p" 2>/dev/null || true)
-    done
-    ((${#pids[@]})) || return 0
-    kill -TERM "${pids[@]}" 2>/dev/null || true
-    local i
-    for ((i = 0; i < 50; i++)); do # serve drains gracefully; give it 5 s
-        local any=0
-        for p in "${pids[@]}"; do
-            if alive "$p"; then
-                any=1
-                break
-            fi
-        done
-        ((any)) || break
-        sleep 0.1
-    done
-    for p in "${pids[@]}"; do
-        if alive "$p"; then kill -KILL "$p" 2>/dev/null || true; fi
-    done
-    wait 2>/dev/null || true
-    STARTED=()
-}
-
-cleanup() {
-    local rc=$?
-    trap - EXIT INT TERM
-    stop_all
-    if [[ -n $TMP ]]; then
-        # Kept on a failure, to read why; not when stopped on purpose (Ctrl-C, TERM).
-        if [[ $KEEP == 1 || ($rc != 0 && $rc != 130 && $rc != 143) ]]; then
-            log "proxy.sh: logs and wrk outputs kept in $TMP"
-        else
-            rm -rf "$TMP"
-        fi
-    fi
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT # the EXIT trap then stops everything
-trap 'exit 143' TERM
+BENCH=proxy.sh
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
 
 # ---- Setup -----------------------------------------------------------------
 

@@ -1,0 +1,65 @@
+# lib.sh - what the benchmark scripts share: messages, and a cleanup that
+# leaves nothing running. Source it after setting:
+#   BENCH     the script's name, for messages ("proxy.sh")
+#   STARTED   an array of the pids the script starts (it appends to it)
+#   TMP       its scratch folder, or "" (kept on failure or with KEEP=1)
+#   KEEP      1 to keep TMP in any case
+
+log() { printf '%s\n' "$*" >&2; }
+die() {
+    log "$BENCH: $*"
+    exit 1
+}
+
+# A zombie still answers kill -0: look at its state instead.
+alive() {
+    local st
+    st=$(ps -o stat= -p "$1" 2>/dev/null) && [[ $st != Z* ]]
+}
+
+# Each started process first gets TERM and stops its own children (serve
+# drains and stops its replicas, nginx its workers). The children are
+# collected before, so that none is missed if it has to be killed.
+stop_all() {
+    local pids=() p i
+    for p in "${STARTED[@]}"; do
+        pids+=("$p")
+        mapfile -t -O "${#pids[@]}" pids < <(pgrep -P "$p" 2>/dev/null || true)
+    done
+    ((${#pids[@]})) || return 0
+    kill -TERM "${STARTED[@]}" 2>/dev/null || true
+    for ((i = 0; i < 50; i++)); do # a graceful drain gets 5 s
+        local any=0
+        for p in "${pids[@]}"; do
+            if alive "$p"; then
+                any=1
+                break
+            fi
+        done
+        ((any)) || break
+        sleep 0.1
+    done
+    for p in "${pids[@]}"; do
+        if alive "$p"; then kill -KILL "$p" 2>/dev/null || true; fi
+    done
+    wait 2>/dev/null || true
+    STARTED=()
+}
+
+cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    stop_all
+    if [[ -n $TMP ]]; then
+        # Kept on a failure, to read why; not when stopped on purpose (Ctrl-C, TERM).
+        if [[ $KEEP == 1 || ($rc != 0 && $rc != 130 && $rc != 143) ]]; then
+            log "$BENCH: logs and outputs kept in $TMP"
+        else
+            rm -rf "$TMP"
+        fi
+    fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT # the EXIT trap then stops everything
+trap 'exit 143' TERM
