@@ -1,4 +1,4 @@
-# lib.sh - what the benchmark scripts share: messages, and a cleanup that
+# lib.sh - what the benchmark scripts share: messages, reading wrk, and a cleanup that
 # leaves nothing running. Source it after setting:
 #   BENCH     the script's name, for messages ("proxy.sh")
 #   STARTED   an array of the pids the script starts (it appends to it)
@@ -44,6 +44,24 @@ stop_all() {
     done
     wait 2>/dev/null || true
     STARTED=()
+}
+
+# One wrk output -> "rps p50_us p99_us non2xx socket_errors" (wrk prints us, ms, s).
+parse_wrk() {
+    awk '
+    function us(v) {
+        if (v ~ /us$/) return v + 0
+        if (v ~ /ms$/) return v * 1000
+        if (v ~ /m$/) return v * 60e6
+        if (v ~ /s$/) return v * 1e6
+        return v + 0
+    }
+    /^Requests\/sec:/ { rps = $2 }
+    /^ +50%/ { p50 = us($2) }
+    /^ +99%/ { p99 = us($2) }
+    /Non-2xx or 3xx responses:/ { non2xx = $NF }
+    /Socket errors:/ { gsub(",", ""); sock = $4 + $6 + $8 + $10 }
+    END { printf "%s %s %s %d %d\n", rps, p50, p99, non2xx, sock }' "$1"
 }
 
 cleanup() {

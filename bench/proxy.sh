@@ -223,24 +223,6 @@ run_wrk() {
     taskset -c "$WRK_CPU" wrk -t1 -c"$2" -d"$3" --latency "http://127.0.0.1:${PORT[$1]}/"
 }
 
-# One wrk output -> "rps p50_us p99_us non2xx socket_errors" (wrk prints us, ms, s).
-parse_wrk() {
-    awk '
-    function us(v) {
-        if (v ~ /us$/) return v + 0
-        if (v ~ /ms$/) return v * 1000
-        if (v ~ /m$/) return v * 60e6
-        if (v ~ /s$/) return v * 1e6
-        return v + 0
-    }
-    /^Requests\/sec:/ { rps = $2 }
-    /^ +50%/ { p50 = us($2) }
-    /^ +99%/ { p99 = us($2) }
-    /Non-2xx or 3xx responses:/ { non2xx = $NF }
-    /Socket errors:/ { gsub(",", ""); sock = $4 + $6 + $8 + $10 }
-    END { printf "%s %s %s %d %d\n", rps, p50, p99, non2xx, sock }' "$1"
-}
-
 # wrk at C connections against PEER for round R; one line appended to results.tsv.
 measure() {
     local peer=$1 c=$2 r=$3 out=$TMP/wrk/$1.c$2.r$3.txt
