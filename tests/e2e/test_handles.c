@@ -61,6 +61,20 @@ static int answer_status(json_t *answers, size_t i)
     return (int)json_integer_value(json_object_get(json_array_get(answers, i), "status"));
 }
 
+/* GET path on the Caller: its first answer must have `status` and, when
+   `error` is not NULL, an error message holding it, within max_s seconds. */
+static void expect_answer(h_serve *s, const char *path, int status, const char *error, double max_s)
+{
+    json_t *doc;
+    double took;
+    json_t *answers = call_answers(s, path, &doc, &took);
+    cr_expect_eq(answer_status(answers, 0), status, "%s", path);
+    const char *got = jstr(json_array_get(answers, 0), "error");
+    if (error) cr_expect(strstr(got, error) != NULL, "%s: error '%s'", path, got);
+    cr_expect(took < max_s, "%s took %.1f s", path, took);
+    json_decref(doc);
+}
+
 Test(handles, lang_routes_each_language_to_its_deployment)
 {
     h_serve *s = serve_up("/-/healthz", "", LANG_APP);
@@ -157,45 +171,24 @@ Test(handles, calls_respect_the_callees_max_ongoing_requests)
 Test(handles, the_callees_error_status_and_message_reach_the_caller)
 {
     h_serve *s = caller_up("Fail", "");
-    json_t *doc;
-    json_t *answers = call_answers(s, "/c", &doc, NULL);
-    cr_expect_eq(answer_status(answers, 0), 500);
-    cr_expect_str_eq(jstr(json_array_get(answers, 0), "error"), "the model is on fire");
-    json_decref(doc);
+    expect_answer(s, "/c", 500, "the model is on fire", 5);
 }
 
 Test(handles, a_crashing_callee_is_an_error_not_a_hang)
 {
     h_serve *s = caller_up("Crash", "");
-    json_t *doc;
-    double took;
-    json_t *answers = call_answers(s, "/c", &doc, &took);
-    cr_expect_eq(answer_status(answers, 0), 502);
-    cr_expect(strstr(jstr(json_array_get(answers, 0), "error"), "exited") != NULL);
-    cr_expect(took < 5, "took %.1f s", took);
-    json_decref(doc);
-    answers = call_answers(s, "/c", &doc, NULL); /* the caller still serves */
-    cr_expect_eq(answer_status(answers, 0), 502);
-    json_decref(doc);
+    expect_answer(s, "/c", 502, "exited while handling the request", 5);
+    expect_answer(s, "/c", 502, "exited", 5); /* the caller still serves */
 }
 
 Test(handles, a_call_timeout_is_a_408_and_a_wait_timeout_a_504)
 {
     h_serve *s = caller_up("Sleepy", ", \"max_ongoing_requests\": 4");
+    expect_answer(s, "/c?q=ms%3D3000&call_timeout=0.2", 408, "timed out", 2);
+    expect_answer(s, "/c?q=ms%3D3000&wait=0.2&sync=1", 504, "within 0.2 s", 2);
+
     json_t *doc;
-    double took;
-    json_t *answers = call_answers(s, "/c?q=ms%3D3000&call_timeout=0.2", &doc, &took);
-    cr_expect_eq(answer_status(answers, 0), 408);
-    cr_expect(took < 2, "took %.1f s", took);
-    json_decref(doc);
-
-    answers = call_answers(s, "/c?q=ms%3D3000&wait=0.2&sync=1", &doc, &took);
-    cr_expect_eq(answer_status(answers, 0), 504);
-    cr_expect(strstr(jstr(json_array_get(answers, 0), "error"), "within 0.2 s") != NULL);
-    cr_expect(took < 2, "took %.1f s", took);
-    json_decref(doc);
-
-    answers = call_answers(s, "/c?q=ms%3D3000&wait=0.2", &doc, NULL);
+    json_t *answers = call_answers(s, "/c?q=ms%3D3000&wait=0.2", &doc, NULL);
     cr_expect_eq(answer_status(answers, 0), 0, "unanswered after wait_all timed out");
     cr_expect_eq(json_integer_value(json_object_get(doc, "waited")), -1);
     json_decref(doc);
