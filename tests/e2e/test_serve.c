@@ -280,27 +280,6 @@ Test(roundtrip, a_given_request_id_is_passed_through)
     h_response_free(&r);
 }
 
-Test(roundtrip, a_missing_request_id_is_generated)
-{
-    h_serve *s = serve_apps("/echo", ECHO_APP("echo", "/echo"));
-    char first[H_HEADER_MAX] = "";
-    for (int i = 0; i < 2; i++) {
-        h_response r;
-        get_expect(s, "/echo", 200, &r);
-        json_t *obj = body_json(s, &r);
-        cr_expect_neq(r.request_id[0], '\0', "no x-request-id in the response");
-        cr_expect_str_eq(jstr(obj, "request_id"), r.request_id,
-                         "the plugin saw '%s', the client got '%s'", jstr(obj, "request_id"),
-                         r.request_id);
-        if (i == 0)
-            snprintf(first, sizeof(first), "%s", r.request_id);
-        else
-            cr_expect_str_neq(r.request_id, first, "two requests got the same id '%s'", first);
-        json_decref(obj);
-        h_response_free(&r);
-    }
-}
-
 Test(roundtrip, a_one_mebibyte_binary_body_arrives_intact)
 {
     h_serve *s = serve_apps("/echo", ECHO_APP("echo", "/echo"));
