@@ -83,7 +83,60 @@
 extern "C" {
 #endif
 
-#define SERVE_PLUGIN_ABI_VERSION 1u
+#define SERVE_PLUGIN_ABI_VERSION 2u
+
+/* ---- Tensors (the Open Inference Protocol v2) ------------------------- */
+
+/*
+ * A deployment that declares its input and output tensors is a model: the
+ * proxy serves it at /v2/models/{application}/infer (KServe's and Triton's
+ * protocol), decodes the JSON or binary tensors of each request, checks
+ * them against the declaration, and hands them to `handle` (or
+ * `handle_batch`) typed, in req->inputs. The outputs the handler adds with
+ * serve_response_output* go back to the client in the protocol's form.
+ *
+ * Data layout: row-major, native byte order, densely packed. BOOL is one
+ * byte per element (0 or 1). BYTES holds, per element, a 4-byte
+ * little-endian length and then that many bytes (Triton's layout).
+ */
+typedef enum serve_datatype {
+    SERVE_INVALID = 0,
+    SERVE_BOOL,
+    SERVE_UINT8,
+    SERVE_UINT16,
+    SERVE_UINT32,
+    SERVE_UINT64,
+    SERVE_INT8,
+    SERVE_INT16,
+    SERVE_INT32,
+    SERVE_INT64,
+    SERVE_FP32,
+    SERVE_FP64,
+    SERVE_BYTES,
+} serve_datatype;
+
+#define SERVE_MAX_DIMS 8
+
+/* A declared tensor. A dimension of -1 takes any size (a batch, a
+   sequence). An input marked optional may be left out of a request. */
+typedef struct serve_tensor_spec {
+    const char *name;
+    serve_datatype datatype;
+    int ndim; /* 1..SERVE_MAX_DIMS */
+    int64_t shape[SERVE_MAX_DIMS];
+    int optional;
+} serve_tensor_spec;
+
+/* A tensor of a request: its shape has the actual sizes (no -1), and
+   `size` is the byte length of `data`. */
+typedef struct serve_tensor {
+    const char *name;
+    serve_datatype datatype;
+    int ndim;
+    int64_t shape[SERVE_MAX_DIMS];
+    const void *data;
+    size_t size;
+} serve_tensor;
 
 /* Opaque framework objects. */
 typedef struct serve_context serve_context;
@@ -110,6 +163,10 @@ typedef struct serve_request {
     size_t n_headers;
     const void *body;
     size_t body_len;
+    /* Tensors of a /v2/models/.../infer request, decoded and checked
+       against the deployment's `inputs`; none (0) for other requests. */
+    const serve_tensor *inputs;
+    size_t n_inputs;
 } serve_request;
 
 /* Callbacks of a deployment. Only `name`, `init` and `handle` are required. */
@@ -118,6 +175,8 @@ typedef int (*serve_handle_fn)(void *state, const serve_request *req, serve_resp
 typedef int (*serve_reconfigure_fn)(void *state, const char *user_config_json);
 typedef int (*serve_check_health_fn)(void *state);
 typedef void (*serve_finalize_fn)(void *state);
+typedef int (*serve_handle_batch_fn)(void *state, const serve_request *const *reqs,
+                                     serve_response *const *res, size_t n);
 
 typedef struct serve_deployment {
     const char *name;
@@ -134,6 +193,21 @@ typedef struct serve_deployment {
     serve_check_health_fn check_health;
     /* Optional: release the state. */
     serve_finalize_fn finalize;
+    /* Optional: answer `n` requests at once (dynamic batching, Ray's
+       @serve.batch, Triton's dynamic batcher). Used when the config gives
+       the deployment a `batching` object: the replica collects requests
+       until batching.max_batch_size of them wait or the first has waited
+       batching.batch_wait_timeout_s, then makes one call; n is 1..max.
+       Each res[i] answers reqs[i]; fail one item alone with
+       serve_response_error. Return -1 (with serve_set_error) to fail them
+       all with 500. Batches run one at a time; responses cannot stream. */
+    serve_handle_batch_fn handle_batch;
+    /* Optional: the tensors this deployment takes and gives. Declaring
+       inputs makes the application's ingress deployment a v2 model. */
+    const serve_tensor_spec *inputs;
+    size_t n_inputs;
+    const serve_tensor_spec *outputs;
+    size_t n_outputs;
 } serve_deployment;
 
 /* The descriptor a plugin exports as `serve_plugin`. */
@@ -177,6 +251,30 @@ int serve_response_printf(serve_response *res, const char *fmt, ...)
  */
 int serve_response_flush(serve_response *res);
 
+/* Answer with `status` (400..599) and the JSON body {"error": message},
+   replacing anything written so far: the way to fail one item of a batch,
+   or to refuse a bad request with a 4xx. Returns 0, or -1 for a bad
+   status or after the first flush. */
+int serve_response_error(serve_response *res, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/*
+ * Add output tensor `name`, which the deployment must declare in
+ * `outputs`, with this datatype and a shape that fits the declaration.
+ * serve_response_output allocates the tensor (zeroed) and returns its
+ * data for you to fill (fixed-size datatypes only: not BYTES);
+ * serve_response_add_output copies `size` bytes of `data` (any datatype).
+ * Both return NULL / -1 with serve_set_error when the name, datatype or
+ * shape does not fit, or when out of memory. For a v2 infer request the
+ * framework answers with these outputs (those the client asked for) in the
+ * protocol's form; for any other request whose body is left empty, it
+ * answers with them as a v2 JSON response too.
+ */
+void *serve_response_output(serve_response *res, const char *name, serve_datatype datatype,
+                            const int64_t *shape, int ndim);
+int serve_response_add_output(serve_response *res, const char *name, serve_datatype datatype,
+                              const int64_t *shape, int ndim, const void *data, size_t size);
+
 /* ---- Requests ---------------------------------------------------------- */
 
 /* The value of header `name` (case-insensitive), or NULL. */
@@ -188,6 +286,13 @@ const char *serve_request_header(const serve_request *req, const char *name);
  * is absent or does not fit in `size` bytes.
  */
 int serve_request_query(const serve_request *req, const char *name, char *buf, size_t size);
+
+/* The input tensor called `name`, or NULL (not a v2 request, or an
+   optional input the client left out). */
+const serve_tensor *serve_request_input(const serve_request *req, const char *name);
+
+/* Bytes per element of a fixed-size datatype; 0 for BYTES and INVALID. */
+size_t serve_datatype_size(serve_datatype datatype);
 
 /* ---- Handles: calling other deployments -------------------------------- */
 

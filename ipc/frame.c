@@ -233,9 +233,10 @@ static void put_request(ipc_buf *b, const serve_request *req)
     ipc_buf_put_str(b, req->body, req->body_len);
 }
 
-int ipc_request_encode(ipc_buf *b, uint64_t id, const serve_request *req)
+int ipc_request_encode(ipc_buf *b, uint64_t id, uint8_t flags, const serve_request *req)
 {
     size_t start = ipc_frame_begin(b, IPC_REQUEST, id);
+    if (!b->oom) b->data[start + 5] = (char)flags;
     put_request(b, req);
     return ipc_frame_end(b, start);
 }

@@ -43,8 +43,10 @@ typedef enum ipc_type {
     /* control channel */
     IPC_INIT = 1,          /* ctl -> replica: JSON {app, deployment, plugin, replica_id,
                               init_args, user_config, max_ongoing_requests,
-                              bindings: [{name, app, deployment}]} */
-    IPC_READY = 2,         /* replica -> ctl: init done, serving */
+                              bindings: [{name, app, deployment}],
+                              batching?: {max_batch_size, batch_wait_timeout_s}} */
+    IPC_READY = 2,         /* replica -> ctl: init done, serving; JSON {inputs,
+                              outputs}, the declared tensors (infer_specs_json) */
     IPC_FAILED = 3,        /* replica -> ctl: text; load or init failed, exiting */
     IPC_STOP = 4,          /* ctl -> replica: finish running requests, finalize, exit */
     IPC_RECONFIGURE = 5,   /* ctl -> replica: a new user_config (JSON text) */
@@ -54,7 +56,8 @@ typedef enum ipc_type {
     IPC_HEALTH_RESULT = 8, /* replica -> ctl: healthy (flags 0) or not (flags
                               IPC_FLAG_FAILED, payload: the plugin's message) */
     /* data channel */
-    IPC_REQUEST = 16,       /* router -> replica: encoded serve_request */
+    IPC_REQUEST = 16,       /* router -> replica: encoded serve_request; flag
+                               IPC_FLAG_INFER: a v2 infer request */
     IPC_RESPONSE = 17,      /* replica -> router: encoded response */
     IPC_CANCEL = 18,        /* router -> replica: drop request `id` if not started */
     IPC_CANCELLED = 19,     /* replica -> router: `id` dropped before it ran */
@@ -126,8 +129,9 @@ const char *ipc_get_str(ipc_reader *r, size_t *len); /* NULL when bad */
 
 /* ---- Requests and responses -------------------------------------------- */
 
-/* Append a REQUEST frame for `req` to `b`. Returns 0 or negative. */
-int ipc_request_encode(ipc_buf *b, uint64_t id, const serve_request *req);
+/* Append a REQUEST frame for `req` with `flags` (0 or IPC_FLAG_INFER) to
+   `b`. Returns 0 or negative. */
+int ipc_request_encode(ipc_buf *b, uint64_t id, uint8_t flags, const serve_request *req);
 
 /* Decode a REQUEST payload into `req`, whose strings then point into the
    payload. req->headers is a new array the caller frees. 0 or -EPROTO /
@@ -165,6 +169,7 @@ typedef struct ipc_response {
 /* Flags of a RESPONSE frame that ends a stream. */
 #define IPC_FLAG_ABORTED 1 /* the handler failed after streaming began */
 #define IPC_FLAG_FAILED  1 /* RECONFIGURED: reconfigure returned an error */
+#define IPC_FLAG_INFER   1 /* REQUEST: a v2 infer request, for the replica to decode */
 
 int ipc_response_encode(ipc_buf *b, uint64_t id, int status, const serve_header *headers,
                         size_t n_headers, const void *body, size_t body_len);

@@ -6,6 +6,7 @@
 #include "replica/internal.h"
 
 #include <ctype.h>
+#include <jansson.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +14,7 @@
 #include <strings.h>
 
 #include "common/log.h"
+#include "infer/infer.h"
 
 #define API_ERROR_LEN 1024
 
@@ -20,19 +22,32 @@ static _Thread_local char last_error[API_ERROR_LEN];
 
 /* ---- Responses --------------------------------------------------------- */
 
-void api_response_init(serve_response *res)
+void api_response_init(serve_response *res, const serve_deployment *dep)
 {
     memset(res, 0, sizeof(*res));
     res->status = 200;
+    res->dep = dep;
 }
 
-void api_response_release(serve_response *res)
+static void free_headers(serve_response *res)
 {
     for (size_t i = 0; i < res->n_headers; i++) {
         free((char *)res->headers[i].name);
         free((char *)res->headers[i].value);
     }
     free(res->headers);
+    res->headers = NULL;
+    res->n_headers = res->cap_headers = 0;
+}
+
+void api_response_release(serve_response *res)
+{
+    free_headers(res);
+    for (size_t i = 0; i < res->n_outputs; i++) {
+        free((char *)res->outputs[i].name);
+        free((void *)res->outputs[i].data);
+    }
+    free(res->outputs);
     ipc_buf_free(&res->body);
     memset(res, 0, sizeof(*res));
 }
@@ -100,6 +115,150 @@ int serve_response_flush(serve_response *res)
     return res->flush ? res->flush(res) : -1;
 }
 
+int serve_response_error(serve_response *res, int status, const char *fmt, ...)
+{
+    char msg[API_ERROR_LEN];
+    va_list ap;
+    if (status < 400 || status > 599 || res->streamed) return -1;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    json_t *obj = json_pack("{s:s}", "error", msg);
+    char *text = obj ? json_dumps(obj, JSON_COMPACT) : NULL;
+    json_decref(obj);
+    free_headers(res);
+    res->body.len = 0;
+    res->status = status;
+    int rc = serve_response_set_header(res, "content-type", "application/json");
+    if (rc == 0) rc = serve_response_write(res, text ? text : "{\"error\":\"out of memory\"}",
+                                          text ? strlen(text) : 28);
+    free(text);
+    return rc;
+}
+
+/* ---- Output tensors ------------------------------------------------------ */
+
+/* Check an output against the deployment's declaration and make room for
+   it; NULL (with serve_set_error) when it does not fit. */
+static serve_tensor *new_output(serve_response *res, const char *name, serve_datatype dt,
+                                const int64_t *shape, int ndim)
+{
+    char why[256];
+    const serve_deployment *dep = res->dep;
+    const serve_tensor_spec *spec =
+        dep && name ? infer_spec_find(dep->outputs, dep->n_outputs, name) : NULL;
+    if (!spec) {
+        serve_set_error("output \"%s\" is not among the deployment's declared outputs",
+                        name ? name : "(null)");
+        return NULL;
+    }
+    for (size_t i = 0; i < res->n_outputs; i++)
+        if (strcmp(res->outputs[i].name, name) == 0) {
+            serve_set_error("output \"%s\" added twice", name);
+            return NULL;
+        }
+    if (infer_shape_check(spec, dt, shape, ndim, why, sizeof(why)) != 0) {
+        serve_set_error("output \"%s\": %s", name, why);
+        return NULL;
+    }
+    if (res->n_outputs == res->cap_outputs) {
+        size_t cap = res->cap_outputs ? res->cap_outputs * 2 : 2;
+        serve_tensor *t = realloc(res->outputs, cap * sizeof(*t));
+        if (!t) goto oom;
+        res->outputs = t;
+        res->cap_outputs = cap;
+    }
+    serve_tensor *t = &res->outputs[res->n_outputs];
+    memset(t, 0, sizeof(*t));
+    if (!(t->name = strdup(name))) goto oom;
+    t->datatype = dt;
+    t->ndim = ndim;
+    memcpy(t->shape, shape, (size_t)ndim * sizeof(*shape));
+    return t;
+oom:
+    serve_set_error("out of memory adding output \"%s\"", name);
+    return NULL;
+}
+
+/* Elements in a shape, or SIZE_MAX when the count overflows. */
+static size_t element_count(const int64_t *shape, int ndim)
+{
+    size_t n = 1;
+    for (int i = 0; i < ndim; i++) {
+        if (shape[i] < 0 || (shape[i] > 0 && n > SIZE_MAX / (size_t)shape[i])) return SIZE_MAX;
+        n *= (size_t)shape[i];
+    }
+    return n;
+}
+
+/* Elements in a BYTES buffer (each a 4-byte little-endian length and its
+   bytes), or SIZE_MAX when it does not split into whole elements. */
+static size_t bytes_count(const void *data, size_t size)
+{
+    const unsigned char *p = data;
+    size_t n = 0, off = 0;
+    while (off < size) {
+        if (size - off < 4) return SIZE_MAX;
+        uint32_t len = p[off] | p[off + 1] << 8 | p[off + 2] << 16 | (uint32_t)p[off + 3] << 24;
+        off += 4;
+        if (len > size - off) return SIZE_MAX;
+        off += len;
+        n++;
+    }
+    return n;
+}
+
+void *serve_response_output(serve_response *res, const char *name, serve_datatype datatype,
+                            const int64_t *shape, int ndim)
+{
+    size_t esize = serve_datatype_size(datatype);
+    if (esize == 0) {
+        serve_set_error("serve_response_output: datatype %s has no fixed size; "
+                        "use serve_response_add_output",
+                        infer_datatype_name(datatype) ? infer_datatype_name(datatype) : "INVALID");
+        return NULL;
+    }
+    serve_tensor *t = new_output(res, name, datatype, shape, ndim);
+    if (!t) return NULL;
+    size_t n = element_count(shape, ndim);
+    void *data = n <= SIZE_MAX / esize ? calloc(n ? n : 1, esize) : NULL;
+    if (!data) {
+        free((char *)t->name);
+        serve_set_error("out of memory for output \"%s\"", name);
+        return NULL;
+    }
+    t->data = data;
+    t->size = n * esize;
+    res->n_outputs++;
+    return data;
+}
+
+int serve_response_add_output(serve_response *res, const char *name, serve_datatype datatype,
+                              const int64_t *shape, int ndim, const void *data, size_t size)
+{
+    size_t esize = serve_datatype_size(datatype);
+    serve_tensor *t = new_output(res, name, datatype, shape, ndim);
+    if (!t) return -1;
+    size_t n = element_count(shape, ndim);
+    int fits = esize ? n <= SIZE_MAX / esize && size == n * esize : bytes_count(data, size) == n;
+    if (!fits) {
+        free((char *)t->name);
+        return serve_set_error("output \"%s\": %zu bytes do not hold the %zu elements of its "
+                               "shape",
+                               name, size, n);
+    }
+    void *copy = malloc(size ? size : 1);
+    if (!copy) {
+        free((char *)t->name);
+        return serve_set_error("out of memory for output \"%s\"", name);
+    }
+    memcpy(copy, data, size);
+    t->data = copy;
+    t->size = size;
+    res->n_outputs++;
+    return 0;
+}
+
 /* ---- Requests ---------------------------------------------------------- */
 
 const char *serve_request_header(const serve_request *req, const char *name)
@@ -152,6 +311,13 @@ int serve_request_query(const serve_request *req, const char *name, char *buf, s
         p += len + (end ? 1 : 0);
     }
     return -1;
+}
+
+const serve_tensor *serve_request_input(const serve_request *req, const char *name)
+{
+    for (size_t i = 0; i < req->n_inputs; i++)
+        if (strcmp(req->inputs[i].name, name) == 0) return &req->inputs[i];
+    return NULL;
 }
 
 /* ---- Context, errors, logs --------------------------------------------- */

@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "infer/infer.h"
 #include "ipc/ipc.h"
 #include "serve_plugin.h"
 
@@ -46,18 +47,44 @@ struct serve_response {
     size_t cap_headers;
     ipc_buf body;
     int streamed; /* a part was sent: status and headers are fixed */
+    serve_tensor *outputs; /* serve_response_output*: names and data owned */
+    size_t n_outputs;
+    size_t cap_outputs;
+    const serve_deployment *dep; /* whose `outputs` declare what may be added */
     /* Sends the part written so far (set by the replica for each request). */
     int (*flush)(serve_response *res);
     void *flush_arg;
 };
 
-void api_response_init(serve_response *res);
+/* A fresh response (200, empty) for a request to `dep`. */
+void api_response_init(serve_response *res, const serve_deployment *dep);
 void api_response_release(serve_response *res);
 
 /* The calling thread's last serve_set_error message ("" if none) and a way
    to clear it before each callback. */
 const char *api_last_error(void);
 void api_clear_error(void);
+
+/* ---- item.c ------------------------------------------------------------ */
+
+/* One request's trip through the plugin: decoded from its REQUEST frame
+   (and, for a v2 infer request, its tensors), answered in `res`. */
+typedef struct item {
+    uint64_t id;
+    int infer;    /* a v2 infer request (IPC_FLAG_INFER) */
+    int runnable; /* decoded: give it to the plugin; else res holds the 4xx/5xx */
+    serve_request req;
+    serve_response res;
+    infer_request ireq;
+} item;
+
+/* Decode a REQUEST payload; `payload` must outlive the item. */
+void item_open(item *it, uint64_t id, uint8_t flags, const char *payload, size_t len,
+               const serve_deployment *dep);
+/* The plugin returned `rc` (-1: failed, `why`): make res the final answer,
+   a 500 for a failure, or the outputs as a v2 response of model `model`. */
+void item_finish(item *it, int rc, const char *why, const char *model);
+void item_close(item *it);
 
 /* ---- handles.c ------------------------------------------------------------------------------ */
 

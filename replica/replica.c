@@ -18,6 +18,7 @@
 
 #include <errno.h>
 #include <jansson.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -25,6 +26,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "common/log.h"
 #include "replica/internal.h"
@@ -32,10 +34,13 @@
 #define REPLICA_MAX_THREADS 256
 #define REPLICA_INLINE_NS   50000 /* handlers faster than this run inline */
 #define REPLICA_ERR_LEN     1024
+#define REPLICA_MALLOC_KEEP (32 << 20) /* bytes of freed heap kept, see replica_main */
 
 typedef struct job {
     struct job *next;
     uint64_t id;
+    uint64_t arrival_ns; /* when the loop queued it: a batch waits from its first */
+    uint8_t flags;       /* the REQUEST frame's */
     size_t len;
     char payload[]; /* the REQUEST frame's payload, copied off the socket */
 } job;
@@ -60,6 +65,9 @@ typedef struct replica {
     char *user_config;
     char *plugin_path;
     int max_ongoing;
+    int batch_max;          /* batching.max_batch_size; 0: no batching */
+    uint64_t batch_wait_ns; /* batching.batch_wait_timeout_s */
+    int batcher_idle;       /* the batcher sleeps until a job arrives (mu) */
     char init_error[REPLICA_ERR_LEN];
 
     /* Work queue: loop -> workers. */
@@ -80,6 +88,12 @@ typedef struct replica {
     int n_done;
 
     pthread_rwlock_t plugin_lock;
+
+    /* The batcher's scratch (batching only), batch_max of each. */
+    job **batch_jobs;
+    item *batch_items;
+    const serve_request **batch_reqs;
+    serve_response **batch_res;
 
     /* Moving average of handler run time (done_mu). Below the threshold the
        loop thread runs requests itself: see on_data_frame. */
@@ -173,21 +187,25 @@ static int flush_part(serve_response *res)
     return 0;
 }
 
-/* The frame that ends a request: the whole response, the last part of a
-   stream (aborted if the handler failed), or a 500 with the reason. */
-static void encode_final(ipc_buf *b, uint64_t id, int rc, const serve_response *res,
-                         const char *why)
+/* The frame that ends a request: the whole response (item_finish made
+   it), or the last part of a stream, aborted if the handler failed. */
+static void encode_final(ipc_buf *b, const item *it, int rc)
 {
+    const serve_response *res = &it->res;
     if (res->streamed)
-        ipc_response_encode_frame(b, IPC_RESPONSE, rc != 0 ? IPC_FLAG_ABORTED : 0, id, res->status,
-                                  NULL, 0, res->body.data, res->body.len);
-    else if (rc != 0)
-        encode_error(b, id, 500, why);
-    else if (ipc_response_encode(b, id, res->status, res->headers, res->n_headers, res->body.data,
-                                 res->body.len) != 0) {
+        ipc_response_encode_frame(b, IPC_RESPONSE, rc != 0 ? IPC_FLAG_ABORTED : 0, it->id,
+                                  res->status, NULL, 0, res->body.data, res->body.len);
+    else if (ipc_response_encode(b, it->id, res->status, res->headers, res->n_headers,
+                                 res->body.data, res->body.len) != 0) {
         b->oom = 0;
-        encode_error(b, id, 500, "response too large or out of memory");
+        encode_error(b, it->id, 500, "response too large or out of memory");
     }
+}
+
+/* Why a callback failed: its serve_set_error message, or a default. */
+static const char *failure_reason(const char *fallback)
+{
+    return api_last_error()[0] ? api_last_error() : fallback;
 }
 
 /* Fold one handler run time into the moving average (done_mu held). A slow
@@ -202,31 +220,28 @@ static void note_duration(replica *r, uint64_t ns)
 
 /* Run one request through the plugin and queue its encoded response. The
    payload is the REQUEST frame's; it is only read during the call. */
-static void run_job(replica *r, uint64_t id, const char *payload, size_t len)
+static void run_job(replica *r, uint64_t id, uint8_t flags, const char *payload, size_t len)
 {
-    serve_request req;
-    serve_response res;
+    item it;
     job_out out = {r, id};
-    api_response_init(&res);
-    res.flush = flush_part;
-    res.flush_arg = &out;
     uint64_t start = uv_hrtime();
-    int rc = ipc_request_decode(payload, len, &req);
-    const char *why = "malformed request frame";
-    if (rc == 0) {
+    int rc = 0;
+    item_open(&it, id, flags, payload, len, r->plugin.dep);
+    it.res.flush = flush_part;
+    it.res.flush_arg = &out;
+    if (it.runnable) {
         pthread_rwlock_rdlock(&r->plugin_lock);
         api_clear_error();
-        rc = r->plugin.dep->handle(r->state, &req, &res);
+        rc = r->plugin.dep->handle(r->state, &it.req, &it.res);
         pthread_rwlock_unlock(&r->plugin_lock);
-        why = api_last_error()[0] ? api_last_error() : "the deployment's handle failed";
-        free((void *)req.headers);
     }
+    item_finish(&it, rc, failure_reason("the deployment's handle failed"), r->ctx.app);
     uint64_t took = uv_hrtime() - start;
     done_lock(r);
     note_duration(r, took);
-    encode_final(&r->done, id, rc, &res, why);
+    encode_final(&r->done, &it, rc);
     done_unlock_and_wake(r, 1);
-    api_response_release(&res);
+    item_close(&it);
 }
 
 /* Wake one more worker when the queue holds more jobs than there are awake
@@ -235,8 +250,11 @@ static void run_job(replica *r, uint64_t id, const char *payload, size_t len)
    the next job itself. Called with `mu` held. */
 static void maybe_wake_worker(replica *r)
 {
-    if (r->n_queued > r->n_awake - r->n_busy && r->n_awake < r->n_threads)
+    if (r->batch_max) { /* the batcher: when its wait starts or its batch is full */
+        if (r->batcher_idle || r->n_queued == r->batch_max) pthread_cond_signal(&r->cv);
+    } else if (r->n_queued > r->n_awake - r->n_busy && r->n_awake < r->n_threads) {
         pthread_cond_signal(&r->cv);
+    }
 }
 
 static void *worker_main(void *arg)
@@ -258,7 +276,7 @@ static void *worker_main(void *arg)
         r->n_busy++;
         maybe_wake_worker(r);
         pthread_mutex_unlock(&r->mu);
-        run_job(r, j->id, j->payload, j->len);
+        run_job(r, j->id, j->flags, j->payload, j->len);
         free(j);
         pthread_mutex_lock(&r->mu);
         r->n_busy--;
@@ -268,8 +286,125 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
+/* ---- Batching ---------------------------------------------------------- */
+
+/* Unlink the first `n` jobs of the queue into `out` (mu held). */
+static void dequeue(replica *r, job **out, int n)
+{
+    for (int i = 0; i < n; i++) {
+        out[i] = r->head;
+        r->head = r->head->next;
+    }
+    if (!r->head) r->tail = NULL;
+    r->n_queued -= n;
+}
+
+/*
+ * Wait for the next batch (mu held): until batch_max jobs are queued or the
+ * oldest has waited batch_wait_ns, as Ray's @serve.batch and Triton's
+ * dynamic batcher do; then take up to batch_max of them. While a batch
+ * runs, requests pile up, so under load the next batch is full at once
+ * and the wait costs nothing. Returns the count, 0 when the replica stops.
+ */
+static int take_batch(replica *r, job **out)
+{
+    for (;;) {
+        while (!r->head && !r->quit_workers) {
+            r->batcher_idle = 1;
+            pthread_cond_wait(&r->cv, &r->mu);
+        }
+        r->batcher_idle = 0;
+        if (!r->head) return 0;
+        uint64_t due = r->head->arrival_ns + r->batch_wait_ns, now = uv_hrtime();
+        if (r->n_queued >= r->batch_max || now >= due || r->quit_workers) break;
+        struct timespec ts = {(time_t)(due / 1000000000u), (long)(due % 1000000000u)};
+        pthread_cond_timedwait(&r->cv, &r->mu, &ts); /* the cv runs on CLOCK_MONOTONIC */
+    }
+    int n = r->n_queued < r->batch_max ? r->n_queued : r->batch_max;
+    dequeue(r, out, n);
+    return n;
+}
+
+/* Run one batch: decode every request, give the good ones to handle_batch
+   in one call, answer all of them in one go. A request that fails to
+   decode (a bad tensor) is answered alone and left out of the call. */
+static void run_batch(replica *r, job **jobs, int n)
+{
+    const serve_deployment *dep = r->plugin.dep;
+    size_t m = 0;
+    int rc = 0;
+    for (int i = 0; i < n; i++) {
+        item *it = &r->batch_items[i];
+        item_open(it, jobs[i]->id, jobs[i]->flags, jobs[i]->payload, jobs[i]->len, dep);
+        if (!it->runnable) continue;
+        r->batch_reqs[m] = &it->req;
+        r->batch_res[m++] = &it->res;
+    }
+    if (m > 0) {
+        pthread_rwlock_rdlock(&r->plugin_lock);
+        api_clear_error();
+        rc = dep->handle_batch(r->state, r->batch_reqs, r->batch_res, m);
+        pthread_rwlock_unlock(&r->plugin_lock);
+    }
+    const char *why = failure_reason("the deployment's handle_batch failed");
+    for (int i = 0; i < n; i++)
+        item_finish(&r->batch_items[i], r->batch_items[i].runnable ? rc : 0, why, r->ctx.app);
+    done_lock(r);
+    for (int i = 0; i < n; i++) encode_final(&r->done, &r->batch_items[i], 0);
+    done_unlock_and_wake(r, n);
+    for (int i = 0; i < n; i++) {
+        item_close(&r->batch_items[i]);
+        free(jobs[i]);
+    }
+}
+
+static void *batcher_main(void *arg)
+{
+    replica *r = arg;
+    pthread_mutex_lock(&r->mu);
+    for (;;) {
+        int n = take_batch(r, r->batch_jobs);
+        if (n == 0) break;
+        pthread_mutex_unlock(&r->mu);
+        run_batch(r, r->batch_jobs, n);
+        pthread_mutex_lock(&r->mu);
+    }
+    pthread_mutex_unlock(&r->mu);
+    return NULL;
+}
+
+/* The batcher's arrays, sized for the largest batch. */
+static int batcher_alloc(replica *r)
+{
+    size_t n = (size_t)r->batch_max;
+    r->batch_jobs = calloc(n, sizeof(*r->batch_jobs));
+    r->batch_items = calloc(n, sizeof(*r->batch_items));
+    r->batch_reqs = calloc(n, sizeof(*r->batch_reqs));
+    r->batch_res = calloc(n, sizeof(*r->batch_res));
+    return r->batch_jobs && r->batch_items && r->batch_reqs && r->batch_res ? 0 : -ENOMEM;
+}
+
+static void batcher_free(replica *r)
+{
+    free(r->batch_jobs);
+    free(r->batch_items);
+    free(r->batch_reqs);
+    free(r->batch_res);
+}
+
+/* ---- Worker threads ----------------------------------------------------- */
+
+/* One worker per allowed ongoing request, or the one batcher. */
 static int workers_start(replica *r)
 {
+    if (r->batch_max) {
+        r->threads = calloc(1, sizeof(*r->threads));
+        if (!r->threads || batcher_alloc(r) != 0) return -ENOMEM;
+        int rc = pthread_create(&r->threads[0], NULL, batcher_main, r);
+        if (rc != 0) return -rc;
+        r->n_threads = 1;
+        return 0;
+    }
     int n = r->max_ongoing < REPLICA_MAX_THREADS ? r->max_ongoing : REPLICA_MAX_THREADS;
     r->threads = calloc((size_t)n, sizeof(*r->threads));
     if (!r->threads) return -ENOMEM;
@@ -359,9 +494,9 @@ static int run_inline(replica *r, const ipc_frame *f)
     int idle = r->n_queued == 0;
     pthread_mutex_unlock(&r->mu);
     /* never block the loop on the lock, nor on a handle call's answer */
-    if (!fast || !idle || r->reconfiguring || r->ctx.n_handles) return 0;
+    if (!fast || !idle || r->reconfiguring || r->ctx.n_handles || r->batch_max) return 0;
     r->ongoing++;
-    run_job(r, f->id, f->payload, f->len);
+    run_job(r, f->id, f->flags, f->payload, f->len);
     on_wake(&r->wake); /* forward now, in this loop turn */
     return 1;
 }
@@ -391,6 +526,8 @@ static void on_data_frame(ipc_conn *c, const ipc_frame *f)
     }
     j->next = NULL;
     j->id = f->id;
+    j->flags = f->flags;
+    j->arrival_ns = r->batch_max ? uv_hrtime() : 0;
     j->len = f->len;
     memcpy(j->payload, f->payload, f->len);
     pthread_mutex_lock(&r->mu);
@@ -414,6 +551,26 @@ static void on_data_close(ipc_conn *c, int status)
 
 /* ---- Init -------------------------------------------------------------- */
 
+/* Does what the plugin declares fit, and fit the config? Its tensors must
+   be well formed, and batching needs handle_batch. */
+static int check_declaration(replica *r)
+{
+    const serve_deployment *dep = r->plugin.dep;
+    char why[512];
+    if (infer_specs_check(dep, why, sizeof(why)) != 0) {
+        snprintf(r->init_error, sizeof(r->init_error), "%s: bad tensor declaration: %s",
+                 r->ctx.deployment, why);
+        return -1;
+    }
+    if (r->batch_max && !dep->handle_batch) {
+        snprintf(r->init_error, sizeof(r->init_error),
+                 "%s: batching is set but the deployment has no handle_batch callback",
+                 r->ctx.deployment);
+        return -1;
+    }
+    return 0;
+}
+
 /* Thread pool: load the plugin, build the state, apply the user_config. */
 static void init_work(uv_work_t *w)
 {
@@ -423,6 +580,7 @@ static void init_work(uv_work_t *w)
                     sizeof(r->init_error)) != 0)
         return;
     dep = r->plugin.dep;
+    if (check_declaration(r) != 0) goto fail;
     api_clear_error();
     if (dep->init(&r->ctx, r->init_args, &r->state) != 0) {
         snprintf(r->init_error, sizeof(r->init_error), "%s: init failed: %s", r->ctx.deployment,
@@ -469,8 +627,14 @@ static void init_done(uv_work_t *w, int status)
         replica_stop(r);
         return;
     }
-    log_info("ready (pid %d, %d worker threads)", (int)getpid(), r->n_threads);
-    ipc_conn_send(r->control, IPC_READY, 0, NULL, 0);
+    if (r->batch_max)
+        log_info("ready (pid %d, batches of up to %d, waiting up to %.3f s)", (int)getpid(),
+                 r->batch_max, r->batch_wait_ns / 1e9);
+    else
+        log_info("ready (pid %d, %d worker threads)", (int)getpid(), r->n_threads);
+    char *specs = infer_specs_json(r->plugin.dep); /* the proxy's model metadata */
+    ipc_conn_send(r->control, IPC_READY, 0, specs ? specs : "", specs ? strlen(specs) : 0);
+    free(specs);
 }
 
 static char *dup_json_string(json_t *obj, const char *key)
@@ -509,11 +673,15 @@ static int handle_init(replica *r, const ipc_frame *f)
     r->init_args = dup_json_string(msg, "init_args");
     r->user_config = dup_json_string(msg, "user_config");
     r->max_ongoing = (int)json_integer_value(json_object_get(msg, "max_ongoing_requests"));
+    json_t *batching = json_object_get(msg, "batching");
+    r->batch_max = (int)json_integer_value(json_object_get(batching, "max_batch_size"));
+    r->batch_wait_ns =
+        (uint64_t)(json_number_value(json_object_get(batching, "batch_wait_timeout_s")) * 1e9);
     int rc = bind_handles(r, json_object_get(msg, "bindings"));
     json_decref(msg);
     if (rc != 0) return rc;
     if (!r->ctx.app || !r->ctx.deployment || !r->ctx.replica_id || !r->plugin_path ||
-        !r->init_args || r->max_ongoing < 1)
+        !r->init_args || r->max_ongoing < 1 || r->batch_max < 0)
         return -EPROTO;
     if (asprintf(&r->ctx.log_tag, "replica %s/%s#%s", r->ctx.app, r->ctx.deployment,
                  r->ctx.replica_id) < 0)
@@ -695,6 +863,7 @@ static void replica_free(replica *r)
     free(r->init_args);
     free(r->user_config);
     ipc_buf_free(&r->done);
+    batcher_free(r);
     pthread_mutex_destroy(&r->mu);
     pthread_cond_destroy(&r->cv);
     pthread_mutex_destroy(&r->done_mu);
@@ -704,8 +873,12 @@ static void replica_free(replica *r)
 static void init_sync(replica *r)
 {
     pthread_rwlockattr_t attr;
+    pthread_condattr_t cattr;
     pthread_mutex_init(&r->mu, NULL);
-    pthread_cond_init(&r->cv, NULL);
+    pthread_condattr_init(&cattr);
+    pthread_condattr_setclock(&cattr, CLOCK_MONOTONIC); /* the batcher's deadlines: uv_hrtime */
+    pthread_cond_init(&r->cv, &cattr);
+    pthread_condattr_destroy(&cattr);
     pthread_mutex_init(&r->done_mu, NULL);
     pthread_rwlockattr_init(&attr);
     /* reconfigure must not starve behind a steady stream of requests */
@@ -740,6 +913,13 @@ int replica_main(void)
                   IPC_REPLICA_CONTROL_FD, IPC_REPLICA_DATA_FD);
         return 2;
     }
+    /* Requests are allocated on the loop thread and freed on workers, and
+       batches allocate tens to hundreds of KiB per call: glibc's defaults
+       would hand that memory back to the kernel (trim, munmap) and fault
+       it in again on every batch. Keep it: a replica's working set is
+       steady. */
+    mallopt(M_TRIM_THRESHOLD, REPLICA_MALLOC_KEEP);
+    mallopt(M_MMAP_THRESHOLD, REPLICA_MALLOC_KEEP);
     init_sync(&r);
     r.loop_thread = pthread_self();
     r.handle_ns = REPLICA_INLINE_NS; /* workers until a run is measured fast */

@@ -106,6 +106,7 @@ struct rreq {
     /* A handle call: the calling replica (NULL once it let go), the call's
        id there, and links in its list of calls or in the reap list. */
     int is_call;
+    uint8_t frame_flags; /* IPC_FLAG_INFER for a v2 infer request */
     router_backend *caller;
     uint64_t call_id;
     rreq *call_prev, *call_next;
@@ -125,6 +126,7 @@ struct router_pool {
     size_t n_backends, cap_backends;
     unsigned max_ongoing;
     int max_queued; /* -1: unbounded */
+    json_t *model;  /* declared tensors ({inputs, outputs}); NULL until reported */
     const balancer_ops *balancer;
     uint64_t lb_state;
     rq_list waiting;
@@ -516,7 +518,7 @@ static void send_request(rreq *rq, router_backend *b)
         answer_error(rq, 503, "proxy out of memory");
         return;
     }
-    if (ipc_request_encode(ipc_conn_out(b->conn), rq->id, &req) != 0) {
+    if (ipc_request_encode(ipc_conn_out(b->conn), rq->id, rq->frame_flags, &req) != 0) {
         slot_free(r, rq);
         answer_error(rq, 413, "request too large to forward");
         return;
@@ -1000,6 +1002,13 @@ void router_pool_configure(router_pool *p, int max_ongoing, int max_queued)
     pool_flush(p);
 }
 
+void router_pool_set_model(router_pool *p, const char *json, size_t len)
+{
+    json_t *specs = json_loadb(json, len, 0, NULL);
+    json_decref(p->model);
+    p->model = specs ? specs : json_object(); /* unreadable: no tensors */
+}
+
 void router_pool_close(router_pool *p)
 {
     rreq *rq;
@@ -1159,6 +1168,98 @@ static void answer_builtin(rreq *rq)
     answer_error(rq, 404, "no such endpoint: %s", rq->url);
 }
 
+/* ---- Open Inference Protocol v2 ---------------------------------------- */
+
+/* The pool of the application called `name` (its ingress deployment). */
+static router_pool *app_pool(router *r, const char *name)
+{
+    for (size_t i = 0; i < routes_count(r->routes); i++) {
+        const route_entry *e = routes_at(r->routes, i);
+        if (strcmp(e->app, name) == 0) return e->target;
+    }
+    return NULL;
+}
+
+/* A model can infer now: a replica of it runs and the proxy takes work. */
+static int model_ready(const router *r, const router_pool *p)
+{
+    return !r->draining && !p->closed && p->model && v2_is_model(p->model) && p->n_backends > 0;
+}
+
+/* Ready: not draining, and every application that is a model has a ready
+   replica (and none is still starting: its tensors are not known yet). */
+static int server_ready(router *r)
+{
+    if (r->draining) return 0;
+    for (size_t i = 0; i < routes_count(r->routes); i++) {
+        router_pool *p = routes_at(r->routes, i)->target;
+        if (!p->model || (v2_is_model(p->model) && !model_ready(r, p))) return 0;
+    }
+    return 1;
+}
+
+/* The model `name`, or NULL after answering 404 (no such model) or 503
+   (its replicas have not said what they take yet). */
+static router_pool *find_model(rreq *rq, const char *name)
+{
+    router_pool *p = app_pool(rq->r, name);
+    if (!p)
+        answer_error(rq, 404, "unknown model \"%s\"", name);
+    else if (!p->model)
+        answer_error(rq, 503, "model \"%s\" is not ready: no replica has started yet", name);
+    else if (!v2_is_model(p->model))
+        answer_error(rq, 404,
+                     "application \"%s\" is not a model: its ingress deployment declares no "
+                     "input tensors",
+                     name);
+    else
+        return p;
+    return NULL;
+}
+
+/* {"ready": bool} with 200 when ready, else 503. */
+static void answer_ready(rreq *rq, json_t *obj, int ready)
+{
+    json_object_set_new(obj, "ready", json_boolean(ready));
+    answer_json(rq, ready ? 200 : 503, obj);
+}
+
+static void forward(rreq *rq, router_pool *pool);
+
+/* The v2 endpoints: metadata and health answered here, infer forwarded
+   to the model's replicas with IPC_FLAG_INFER so that they decode the
+   tensors (the parsing cost scales with the replicas, not on this loop). */
+static void answer_v2(rreq *rq)
+{
+    char name[256];
+    router_pool *p;
+    v2_endpoint ep = v2_parse_path(rq->url, name, sizeof(name));
+    int get = strcmp(rq->method, "GET") == 0 || strcmp(rq->method, "HEAD") == 0;
+    if (ep == V2_NOT_FOUND) {
+        answer_error(rq, 404, "no such endpoint: %s", rq->url);
+    } else if (ep == V2_INFER ? strcmp(rq->method, "POST") != 0 : !get) {
+        answer_error(rq, 405, "%s %s: use %s", rq->method, rq->url, ep == V2_INFER ? "POST" : "GET");
+    } else if (ep == V2_SERVER) {
+        answer_json(rq, 200, v2_server_metadata());
+    } else if (ep == V2_LIVE) {
+        answer_json(rq, 200, json_pack("{s:b}", "live", 1));
+    } else if (ep == V2_READY) {
+        answer_ready(rq, json_object(), server_ready(rq->r));
+    } else if ((p = find_model(rq, name))) {
+        if (ep == V2_MODEL)
+            answer_json(rq, 200, v2_model_metadata(name, p->model));
+        else if (ep == V2_MODEL_READY)
+            answer_ready(rq, json_pack("{s:s}", "name", name), model_ready(rq->r, p));
+        else if (p->closed)
+            answer_error(rq, 503, "model \"%s\" is being removed", name);
+        else {
+            rq->frame_flags = IPC_FLAG_INFER;
+            rq->route_path = rq->url;
+            forward(rq, p);
+        }
+    }
+}
+
 /* ---- libmicrohttpd callbacks ------------------------------------------- */
 
 /* Keep the client's x-request-id when it is sane, else make one. */
@@ -1180,13 +1281,23 @@ static void start_request(rreq *rq)
 {
     router *r = rq->r;
     const route_entry *e;
-    double timeout;
     rq->state = RQ_ROUTED;
     if (strncmp(rq->url, "/-/", 3) == 0)
         answer_builtin(rq);
+    else if (strncmp(rq->url, "/v2", 3) == 0 && (rq->url[3] == '/' || rq->url[3] == '\0'))
+        answer_v2(rq);
     else if (!(e = routes_match(r->routes, rq->url, &rq->route_path)))
         answer_error(rq, 404, "no application serves the path %s", rq->url);
-    else if (r->draining)
+    else
+        forward(rq, e->target);
+}
+
+/* Send a routed request on to `pool`, under its deadline. */
+static void forward(rreq *rq, router_pool *pool)
+{
+    router *r = rq->r;
+    double timeout;
+    if (r->draining)
         answer_error(rq, 503, "draining: the server is shutting down");
     else if ((timeout = request_timeout(rq)) < 0)
         answer_error(rq, 400, "%s: must be a number of seconds, > 0 and at most %.0f",
@@ -1194,7 +1305,7 @@ static void start_request(rreq *rq)
     else if (set_deadline(rq, timeout) != 0)
         answer_error(rq, 503, "proxy out of memory");
     else {
-        rq->pool = e->target;
+        rq->pool = pool;
         dispatch(rq);
     }
 }
@@ -1453,6 +1564,7 @@ static void router_free(router *r)
         free(p->backends);
         free(p->app);
         free(p->dep);
+        json_decref(p->model);
         free(p);
         p = next;
     }

@@ -19,6 +19,7 @@
 #ifndef SERVE_ROUTER_H
 #define SERVE_ROUTER_H
 
+#include <jansson.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
@@ -92,6 +93,30 @@ void dheap_remove(dheap *h, dheap_node *n); /* no-op if n is not in h */
 dheap_node *dheap_top(const dheap *h);      /* earliest, or NULL */
 void dheap_free(dheap *h);
 
+/* ---- Open Inference Protocol v2 paths (pure; unit tested) -------------- */
+
+typedef enum v2_endpoint {
+    V2_NOT_FOUND,
+    V2_SERVER,      /* GET /v2 */
+    V2_LIVE,        /* GET /v2/health/live */
+    V2_READY,       /* GET /v2/health/ready */
+    V2_MODEL,       /* GET /v2/models/{name} */
+    V2_MODEL_READY, /* GET /v2/models/{name}/ready */
+    V2_INFER,       /* POST /v2/models/{name}/infer */
+} v2_endpoint;
+
+/* The endpoint `url` names; for the model ones, the name goes into `model`
+   (`size` bytes; a longer name is not found). "/versions/1" may come after
+   the name: every model has the one version "1". */
+v2_endpoint v2_parse_path(const char *url, char *model, size_t size);
+
+/* Metadata documents (new references). `specs` is a deployment's declared
+   tensors as its replicas report them: {"inputs": [..], "outputs": [..]}. */
+json_t *v2_server_metadata(void);
+json_t *v2_model_metadata(const char *name, const json_t *specs);
+/* Do the specs declare inputs (is the deployment a model)? */
+int v2_is_model(const json_t *specs);
+
 /* ---- The proxy --------------------------------------------------------- */
 
 typedef struct router router;
@@ -129,6 +154,13 @@ void router_pool_configure(router_pool *p, int max_ongoing, int max_queued);
 /* Change the default request timeout and the access log switch live; they
    apply to requests that arrive from now on. */
 void router_configure(router *r, double request_timeout_s, int access_log);
+
+/* The tensors the deployment's replicas declare, as the JSON text they
+   report when ready ({"inputs": [..], "outputs": [..]}; `len` bytes,
+   copied). An application whose ingress deployment declares inputs is a
+   v2 model named after the application; until a replica has reported,
+   the proxy answers 503 "not ready" for it. */
+void router_pool_set_model(router_pool *p, const char *json, size_t len);
 
 /* The deployment was removed: requests waiting for it get 503, and handle
    calls to it 404, until router_pool_get opens it again. */

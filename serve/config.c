@@ -34,6 +34,7 @@
 #define CFG_MAX_PORT      65535       /* TCP ports are 16-bit */
 #define CFG_MAX_REPLICAS  1024        /* sanity bound on a fixed replica count */
 #define CFG_MAX_ONGOING   100000      /* sanity bound on max_ongoing_requests */
+#define CFG_MAX_BATCH     4096        /* sanity bound on batching.max_batch_size */
 #define CFG_READ_CHUNK    4096        /* first buffer size when reading a file */
 #define CFG_MAX_FILE_SIZE (16 << 20)  /* a config larger than this is a mistake */
 #define CFG_ROOT_NAME     "top level" /* how messages name the document itself */
@@ -138,8 +139,10 @@ static const cfg__kind autoscaling_kind = {autoscaling_fields, ARRAY_LEN(autosca
                                            offsetof(cfg_autoscaling, enabled), finish_autoscaling};
 
 static const cfg__field batching_fields[] = {
-    ROW("max_batch_size", T_INT, cfg_batching, max_batch_size, DEF(10), GE(1)),
-    ROW("batch_wait_timeout_s", T_DOUBLE, cfg_batching, batch_wait_timeout_s, DEF(0.01), GE(0)),
+    ROW("max_batch_size", T_INT, cfg_batching, max_batch_size, DEF(10), GE(1),
+        LE(CFG_MAX_BATCH)),
+    ROW("batch_wait_timeout_s", T_DOUBLE, cfg_batching, batch_wait_timeout_s, DEF(0.01), GE(0),
+        LE(60)),
 };
 static const cfg__kind batching_kind = {batching_fields, ARRAY_LEN(batching_fields),
                                         sizeof(cfg_batching), offsetof(cfg_batching, enabled),
@@ -258,6 +261,8 @@ static const char *check_route_prefix(const char *s)
     if (s[0] != '/') return "must start with '/'";
     if (n > 1 && s[n - 1] == '/') return "must not end with '/'";
     if (strpbrk(s, "?#")) return "must not contain '?' or '#'";
+    if (strcmp(s, "/v2") == 0 || strncmp(s, "/v2/", 4) == 0)
+        return "must not be /v2 or under it: the proxy serves the inference protocol there";
     return NULL;
 }
 
@@ -548,6 +553,27 @@ static void release_deployment(void *base)
     free(d->bindings);
 }
 
+/*
+ * A batching deployment needs room for a batch to fill while the one
+ * before it runs: max_ongoing_requests defaults to twice max_batch_size
+ * (at least Ray's 5), and one set below max_batch_size would keep every
+ * batch short, so it is refused.
+ */
+static int finish_batching(cfg__ctx *ctx, cfg_deployment *d, json_t *json, const char *path)
+{
+    char sub[CFG_PATH_LEN];
+    int n = d->batching.max_batch_size;
+    if (!d->batching.enabled) return 0;
+    if (!json_object_get(json, "max_ongoing_requests")) {
+        d->max_ongoing_requests = 2 * n > d->max_ongoing_requests ? 2 * n : d->max_ongoing_requests;
+        return 0;
+    }
+    join_key(sub, path, "max_ongoing_requests");
+    if (d->max_ongoing_requests < n)
+        return fail(ctx, sub, "must be >= batching.max_batch_size (%d), or batches never fill", n);
+    return 0;
+}
+
 /* Bindings come from init_args. An autoscaled deployment starts with
    initial_replicas and owns its count. */
 static int finish_deployment(cfg__ctx *ctx, void *base, json_t *json, const char *path)
@@ -557,6 +583,7 @@ static int finish_deployment(cfg__ctx *ctx, void *base, json_t *json, const char
 
     join_key(sub, path, "init_args");
     int rc = read_bindings(ctx, d, json_object_get(json, "init_args"), sub);
+    if (rc == 0) rc = finish_batching(ctx, d, json, path);
     if (rc != 0) return rc;
     if (!d->autoscaling.enabled) return 0;
     if (json_object_get(json, "num_replicas")) {

@@ -40,8 +40,8 @@ typedef struct cfg_autoscaling {
 /* Dynamic batching; `enabled` is 0 when the deployment has none. */
 typedef struct cfg_batching {
     int enabled;
-    int max_batch_size;          /* default 10; >= 1 */
-    double batch_wait_timeout_s; /* default 0.01; >= 0 */
+    int max_batch_size;          /* default 10; 1..4096 */
+    double batch_wait_timeout_s; /* default 0.01; 0..60 */
 } cfg_batching;
 
 /*

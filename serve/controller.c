@@ -329,7 +329,7 @@ static void start_health_checks(ctl_dep *d)
     uv_timer_start(&d->health_timer, on_health_tick, ms ? ms : 1, ms ? ms : 1);
 }
 
-static void on_ready(rep *p)
+static void on_ready(rep *p, const ipc_frame *f)
 {
     ctl_dep *d = p->dep;
     ctl *c = d->c;
@@ -348,6 +348,7 @@ static void on_ready(rep *p)
     }
     p->refs++;
     set_state(p, REP_RUNNING);
+    router_pool_set_model(d->pool, f->payload, f->len); /* its declared tensors */
     send_user_config(p);
     d->gen_ready = 1;
     d->start_failures = 0;
@@ -362,7 +363,7 @@ static void on_control_frame(ipc_conn *conn, const ipc_frame *f)
     rep *p = ipc_conn_data(conn);
     ctl_dep *d = p->dep;
     if (f->type == IPC_READY && p->state == REP_STARTING) {
-        on_ready(p);
+        on_ready(p, f);
     } else if (f->type == IPC_RECONFIGURED) {
         on_reconfigured(p, f);
     } else if (f->type == IPC_HEALTH_RESULT) {
@@ -480,13 +481,22 @@ static json_t *bindings_json(const cfg_deployment *cfg)
     return list;
 }
 
+/* The deployment's batching settings, or NULL (JSON null) without. */
+static json_t *batching_json(const cfg_deployment *cfg)
+{
+    if (!cfg->batching.enabled) return NULL;
+    return json_pack("{s:i, s:f}", "max_batch_size", cfg->batching.max_batch_size,
+                     "batch_wait_timeout_s", cfg->batching.batch_wait_timeout_s);
+}
+
 static int send_init(ctl_dep *d, rep *p)
 {
-    json_t *msg = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s?, s:i, s:o}", "app", d->app->name,
+    json_t *msg = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s?, s:i, s:o, s:o*}", "app", d->app->name,
                             "deployment", d->cfg->name, "plugin", d->app->plugin, "replica_id",
                             p->id, "init_args", d->cfg->init_args_json, "user_config",
                             d->cfg->user_config_json, "max_ongoing_requests",
-                            d->cfg->max_ongoing_requests, "bindings", bindings_json(d->cfg));
+                            d->cfg->max_ongoing_requests, "bindings", bindings_json(d->cfg),
+                            "batching", batching_json(d->cfg));
     char *text = msg ? json_dumps(msg, JSON_COMPACT) : NULL;
     int rc = text ? ipc_conn_send(p->control, IPC_INIT, 0, text, strlen(text)) : -ENOMEM;
     free(text);
@@ -821,15 +831,18 @@ static int same_shape(const cfg_config *a, const cfg_config *b, char *err, size_
 }
 
 /* What a replica's code is made of: the plugin's path, its file's mtime and
-   size (a rebuilt plugin counts as new code), and the init_args. NULL when
-   out of memory. */
+   size (a rebuilt plugin counts as new code), the init_args, and the
+   batching settings (the replica is built around them, as a Triton model
+   is reloaded for a new dynamic_batching). NULL when out of memory. */
 static char *code_key(const cfg_app *app, const cfg_deployment *dep)
 {
     struct stat st = {0};
     char *key = NULL;
+    const cfg_batching *b = &dep->batching;
     stat(app->plugin, &st);
-    if (asprintf(&key, "%s|%lld.%09ld|%lld|%s", app->plugin, (long long)st.st_mtim.tv_sec,
-                 st.st_mtim.tv_nsec, (long long)st.st_size, dep->init_args_json) < 0)
+    if (asprintf(&key, "%s|%lld.%09ld|%lld|%s|%d|%.9g", app->plugin, (long long)st.st_mtim.tv_sec,
+                 st.st_mtim.tv_nsec, (long long)st.st_size, dep->init_args_json,
+                 b->enabled ? b->max_batch_size : 0, b->enabled ? b->batch_wait_timeout_s : 0) < 0)
         key = NULL;
     return key;
 }
@@ -845,7 +858,7 @@ static void update_code_key(ctl_dep *d)
     if (d->code_key) {
         d->code_gen++;
         d->gen_ready = 0; /* the new code has to prove itself */
-        log_info("%s/%s: new code (plugin or init_args): rolling update", d->app->name,
+        log_info("%s/%s: new code (plugin, init_args or batching): rolling update", d->app->name,
                  d->cfg->name);
     }
     free(d->code_key);
@@ -1047,8 +1060,8 @@ static int setup_routes(ctl *c)
     return rc;
 }
 
-/* Fields the parser validates but this version does not act on yet. */
-static void warn_not_applied(const ctl_dep *d)
+/* Settings that are valid but probably not what the user meant. */
+static void warn_doubtful(const ctl_dep *d)
 {
     if (d->cfg->autoscaling.enabled &&
         d->cfg->autoscaling.target_ongoing_requests >= d->cfg->max_ongoing_requests)
@@ -1057,9 +1070,6 @@ static void warn_not_applied(const ctl_dep *d)
                  "on their own (only queued ones can)",
                  d->app->name, d->cfg->name, d->cfg->autoscaling.target_ongoing_requests,
                  d->cfg->max_ongoing_requests);
-    if (d->cfg->batching.enabled)
-        log_warn("%s/%s: batching is not applied yet; requests are handled one by one",
-                 d->app->name, d->cfg->name);
 }
 
 /* ---- Autoscaling ------------------------------------------------------- */
@@ -1150,7 +1160,7 @@ static ctl_dep *add_deployment(ctl *c, const cfg_app *a, const cfg_deployment *c
     update_autoscaling(d);
     router_pool_configure(d->pool, cfg->max_ongoing_requests, cfg->max_queued_requests);
     update_code_key(d);
-    warn_not_applied(d);
+    warn_doubtful(d);
     start_health_checks(d);
     d->next = c->deps;
     c->deps = d;

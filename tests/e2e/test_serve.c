@@ -649,9 +649,14 @@ static h_serve *serve_example(const char *rel)
 Test(startup, the_demo_config_serves_every_example)
 {
     h_serve *s = serve_example("serve.json");
-    static const char *const paths[] = {"/hello?name=Ada",       "/echo/x?y=1",
-                                        "/stream?n=2&ms=1",      "/autoscale?ms=1",
-                                        "/lang?language=french", "/pi?n=2&samples=1000"};
+    static const char *const paths[] = {"/hello?name=Ada",
+                                        "/echo/x?y=1",
+                                        "/stream?n=2&ms=1",
+                                        "/autoscale?ms=1",
+                                        "/lang?language=french",
+                                        "/pi?n=2&samples=1000",
+                                        "/mlp",
+                                        "/v2/models/markov/ready"};
     for (size_t i = 0; i < sizeof(paths) / sizeof(*paths); i++) {
         h_response r;
         get_expect(s, paths[i], 200, &r);
@@ -660,7 +665,7 @@ Test(startup, the_demo_config_serves_every_example)
     h_response r;
     get_expect(s, "/-/routes", 200, &r);
     json_t *routes = body_json(s, &r);
-    cr_assert_eq(json_object_size(routes), 6, "every example has a route: %s", r.body);
+    cr_assert_eq(json_object_size(routes), 8, "every example has a route: %s", r.body);
     json_decref(routes);
     h_response_free(&r);
 }

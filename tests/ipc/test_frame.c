@@ -36,8 +36,9 @@ Test(frame, a_request_round_trips_with_binary_body_and_headers)
                         .body = body,
                         .body_len = sizeof(body)};
     ipc_buf b = {0};
-    cr_assert_eq(ipc_request_encode(&b, 0x1234567890abcdefull, &in), 0);
+    cr_assert_eq(ipc_request_encode(&b, 0x1234567890abcdefull, IPC_FLAG_INFER, &in), 0);
     ipc_frame f = frame_of(&b, IPC_REQUEST, 0x1234567890abcdefull);
+    cr_expect_eq(f.flags, IPC_FLAG_INFER);
     serve_request out;
     cr_assert_eq(ipc_request_decode(f.payload, f.len, &out), 0);
     cr_expect_str_eq(out.method, "POST");
@@ -110,7 +111,7 @@ Test(frame, every_truncation_of_a_request_is_refused)
                         .body = "xyz",
                         .body_len = 3};
     ipc_buf b = {0};
-    cr_assert_eq(ipc_request_encode(&b, 1, &in), 0);
+    cr_assert_eq(ipc_request_encode(&b, 1, 0, &in), 0);
     const char *payload = b.data + IPC_HEADER_SIZE;
     size_t len = b.len - IPC_HEADER_SIZE;
     for (size_t n = 0; n < len; n++) {

@@ -85,7 +85,7 @@ static const char full_config[] =
     "  {'name': 'lang', 'route_prefix': '/lang', 'plugin': 'build/lang.so',"
     "   'ingress': 'Classifier',"
     "   'deployments': ["
-    "    {'name': 'Classifier', 'num_replicas': 3, 'max_ongoing_requests': 8,"
+    "    {'name': 'Classifier', 'num_replicas': 3, 'max_ongoing_requests': 40,"
     "     'max_queued_requests': 100,"
     "     'init_args': {'spanish': {'deployment': 'Spanish_v1.2-x'}, 'n': [1, 2]},"
     "     'user_config': {'greeting': 'Hola', 'k': 1.5},"
@@ -123,7 +123,7 @@ Test(config_valid, a_full_config_parses_every_field)
     const cfg_deployment *c = &lang->deployments[0];
     cr_assert_str_eq(c->name, "Classifier");
     cr_assert_eq(c->num_replicas, 3);
-    cr_assert_eq(c->max_ongoing_requests, 8);
+    cr_assert_eq(c->max_ongoing_requests, 40);
     cr_assert_eq(c->max_queued_requests, 100);
     cr_assert_str_eq(c->init_args_json,
                      "{\"spanish\":{\"deployment\":\"Spanish_v1.2-x\"},\"n\":[1,2]}");
@@ -417,6 +417,48 @@ Test(config_errors, a_route_prefix_must_start_with_a_slash)
     expect_error(CONF("{'name': 'a', 'route_prefix': 'x', 'plugin': 'a.so',"
                       " 'deployments': [{'name': 'd'}]}"),
                  "applications[0].route_prefix: must start with '/'");
+}
+
+Test(config_errors, a_route_prefix_must_leave_v2_to_the_inference_protocol)
+{
+    expect_error(CONF("{'name': 'a', 'route_prefix': '/v2/x', 'plugin': 'a.so',"
+                      " 'deployments': [{'name': 'd'}]}"),
+                 "applications[0].route_prefix: must not be /v2 or under it: the proxy serves "
+                 "the inference protocol there");
+    cfg_free(parse_ok(CONF("{'name': 'a', 'route_prefix': '/v20', 'plugin': 'a.so',"
+                           " 'deployments': [{'name': 'd'}]}")));
+}
+
+Test(config_valid, batching_makes_room_for_two_batches_by_default)
+{
+    cfg_config *cfg = parse_ok(CONF("{'name': 'a', 'plugin': 'a.so', 'deployments': ["
+                                    "{'name': 'big', 'batching': {'max_batch_size': 32}},"
+                                    "{'name': 'small', 'batching': {'max_batch_size': 2}},"
+                                    "{'name': 'set', 'max_ongoing_requests': 32,"
+                                    " 'batching': {'max_batch_size': 32}}], 'ingress': 'big'}"));
+    cr_expect_eq(cfg->apps[0].deployments[0].max_ongoing_requests, 64);
+    cr_expect_eq(cfg->apps[0].deployments[1].max_ongoing_requests, 5, "never below Ray's 5");
+    cr_expect_eq(cfg->apps[0].deployments[2].max_ongoing_requests, 32, "an explicit value stays");
+    cr_expect_float_eq(cfg->apps[0].deployments[0].batching.batch_wait_timeout_s, 0.01, 1e-12);
+    cfg_free(cfg);
+}
+
+Test(config_errors, max_ongoing_requests_below_the_batch_size_is_refused)
+{
+    expect_error(CONF("{'name': 'a', 'plugin': 'a.so', 'deployments': [{'name': 'd',"
+                      " 'max_ongoing_requests': 8, 'batching': {'max_batch_size': 16}}]}"),
+                 "applications[0].deployments[0].max_ongoing_requests: must be >= "
+                 "batching.max_batch_size (16), or batches never fill");
+}
+
+Test(config_errors, batching_bounds_name_the_field)
+{
+    expect_error(CONF("{'name': 'a', 'plugin': 'a.so', 'deployments': [{'name': 'd',"
+                      " 'batching': {'max_batch_size': 0}}]}"),
+                 "applications[0].deployments[0].batching.max_batch_size: must be >= 1");
+    expect_error(CONF("{'name': 'a', 'plugin': 'a.so', 'deployments': [{'name': 'd',"
+                      " 'batching': {'batch_wait_timeout_s': 61}}]}"),
+                 "applications[0].deployments[0].batching.batch_wait_timeout_s: must be <= 60");
 }
 
 Test(config_errors, a_route_prefix_must_not_end_with_a_slash)
