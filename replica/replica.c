@@ -487,14 +487,15 @@ static void cancel_job(replica *r, uint64_t id)
  */
 static int run_inline(replica *r, const ipc_frame *f)
 {
+    /* never block the loop on the lock, nor on a handle call's answer */
+    if (r->reconfiguring || r->ctx.n_handles || r->batch_max) return 0;
     pthread_mutex_lock(&r->done_mu);
     int fast = r->handle_ns < REPLICA_INLINE_NS && !r->streams;
     pthread_mutex_unlock(&r->done_mu);
     pthread_mutex_lock(&r->mu);
     int idle = r->n_queued == 0;
     pthread_mutex_unlock(&r->mu);
-    /* never block the loop on the lock, nor on a handle call's answer */
-    if (!fast || !idle || r->reconfiguring || r->ctx.n_handles || r->batch_max) return 0;
+    if (!fast || !idle) return 0;
     r->ongoing++;
     run_job(r, f->id, f->flags, f->payload, f->len);
     on_wake(&r->wake); /* forward now, in this loop turn */

@@ -415,7 +415,7 @@ Test(live, a_rebuilt_plugin_rolls_every_replica_over_without_a_failed_request)
     copy_echo_plugin(plugin);
     cr_assert_eq(h_serve_write_config(s, fmt, s->port, s->admin_port), 0); /* saved again */
     expect_rolled_over(s, before, 2);
-    wait_log(s, "new code (plugin or init_args): rolling update", 1);
+    wait_log(s, "new code (plugin, init_args or batching): rolling update", 1);
 }
 
 /* ---- Autoscaling ------------------------------------------------------- */

@@ -145,9 +145,12 @@ Test(models, batching_a_deployment_without_handle_batch_is_refused_at_start)
     APP("t", "/t", "batcher.so", "{\"name\": \"Tensors\"" extra "}")                               \
     ", " APP("e", "/e", "echo.so", "{\"name\": \"Echo\"}")
 
+/* The identity model at "t" and an echo (not a model) at "e", both up. */
 static h_serve *tensors_up(void)
 {
-    return serve_up("/v2/models/t/ready", ", \"access_log\": false", TENSORS_APP(""));
+    h_serve *s = serve_up("/e", ", \"access_log\": false", TENSORS_APP(""));
+    cr_assert_eq(h_serve_wait_ready(s, "/v2/models/t/ready", READY_TIMEOUT_S), 0, "%s", LOG(s));
+    return s;
 }
 
 /* POST a v2 infer request to model `model`; headers may be NULL. */
@@ -538,7 +541,9 @@ Test(models, a_batching_model_answers_each_request_with_its_own_tensors)
 
 static h_serve *models_up(void)
 {
-    return serve_up("/v2/models/markov/ready", ", \"access_log\": false", MODELS_APPS);
+    h_serve *s = serve_up("/v2/models/markov/ready", ", \"access_log\": false", MODELS_APPS);
+    cr_assert_eq(h_serve_wait_ready(s, "/v2/models/mlp/ready", READY_TIMEOUT_S), 0, "%s", LOG(s));
+    return s;
 }
 
 /* The MLP of examples/mlp computed here in double, from the weights file
