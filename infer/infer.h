@@ -41,6 +41,10 @@ int infer_specs_check(const serve_deployment *dep, char *err, size_t errlen);
    "outputs":[..]}, and "optional":true on optional inputs. */
 char *infer_specs_json(const serve_deployment *dep);
 
+/* The number of elements of BYTES data (each a 4-byte little-endian
+   length and its bytes) filling `n` bytes exactly, or -1 when malformed. */
+long infer_bytes_elements(const void *data, size_t n);
+
 /* The declared tensor called `name` among `n`, or NULL. */
 const serve_tensor_spec *infer_spec_find(const serve_tensor_spec *specs, size_t n,
                                          const char *name);

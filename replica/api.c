@@ -130,8 +130,9 @@ int serve_response_error(serve_response *res, int status, const char *fmt, ...)
     res->body.len = 0;
     res->status = status;
     int rc = serve_response_set_header(res, "content-type", "application/json");
-    if (rc == 0) rc = serve_response_write(res, text ? text : "{\"error\":\"out of memory\"}",
-                                          text ? strlen(text) : 28);
+    if (rc == 0)
+        rc = serve_response_write(res, text ? text : "{\"error\":\"out of memory\"}",
+                                  text ? strlen(text) : 28);
     free(text);
     return rc;
 }
@@ -191,23 +192,6 @@ static size_t element_count(const int64_t *shape, int ndim)
     return n;
 }
 
-/* Elements in a BYTES buffer (each a 4-byte little-endian length and its
-   bytes), or SIZE_MAX when it does not split into whole elements. */
-static size_t bytes_count(const void *data, size_t size)
-{
-    const unsigned char *p = data;
-    size_t n = 0, off = 0;
-    while (off < size) {
-        if (size - off < 4) return SIZE_MAX;
-        uint32_t len = p[off] | p[off + 1] << 8 | p[off + 2] << 16 | (uint32_t)p[off + 3] << 24;
-        off += 4;
-        if (len > size - off) return SIZE_MAX;
-        off += len;
-        n++;
-    }
-    return n;
-}
-
 void *serve_response_output(serve_response *res, const char *name, serve_datatype datatype,
                             const int64_t *shape, int ndim)
 {
@@ -240,7 +224,8 @@ int serve_response_add_output(serve_response *res, const char *name, serve_datat
     serve_tensor *t = new_output(res, name, datatype, shape, ndim);
     if (!t) return -1;
     size_t n = element_count(shape, ndim);
-    int fits = esize ? n <= SIZE_MAX / esize && size == n * esize : bytes_count(data, size) == n;
+    int fits = esize ? n <= SIZE_MAX / esize && size == n * esize
+                     : infer_bytes_elements(data, size) == (long)n;
     if (!fits) {
         free((char *)t->name);
         return serve_set_error("output \"%s\": %zu bytes do not hold the %zu elements of its "
