@@ -7,6 +7,8 @@ the benchmark sends both identical bodies:
     POST /v2/models/mlp/infer   v2 JSON: inputs[0] "input" FP32 [n, 784], data
                                 flat or nested -> outputs "probabilities" FP32
                                 [n, 10] and "class" INT64 [n]
+    POST /v2/models/mlp_typed/infer   the same with the body declared as pydantic
+                                models (FastAPI's usual style; flat data only)
     POST /mlp                   {"instances": [[784 numbers], ...]} (or one flat
                                 instance) -> {"predictions": [{"class": k,
                                 "probabilities": [10 numbers]}, ...]}
@@ -23,15 +25,42 @@ worker a thread pool (a plain `def`) would only add a hand-off per request.
 import argparse
 import json
 import os
+from typing import List, Optional
 
 import numpy as np
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel
 
 N_IN, N_OUT = 784, 10
 DEFAULT_WEIGHTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "examples",
                                "mlp", "weights.bin")
+
+
+class TensorIn(BaseModel):
+    name: str
+    datatype: str
+    shape: List[int]
+    data: List[float]  # flat: what the benchmark sends
+
+
+class InferRequest(BaseModel):
+    id: Optional[str] = None
+    inputs: List[TensorIn]
+
+
+class TensorOut(BaseModel):
+    name: str
+    datatype: str
+    shape: List[int]
+    data: List[float]
+
+
+class InferResponse(BaseModel):
+    model_name: str
+    id: Optional[str] = None
+    outputs: List[TensorOut]
 
 
 class BadRequest(Exception):
@@ -130,6 +159,25 @@ def create_app(weights_path):
         if "id" in body:
             answer["id"] = body["id"]
         return json_response(answer)
+
+    @app.post("/v2/models/mlp_typed/infer")
+    async def infer_typed(req: InferRequest):
+        """The same, written as FastAPI's documentation (and KServe's Python
+        server) write it: the body declared as pydantic models, which parse
+        and validate it."""
+        tensor = next((t for t in req.inputs if t.name == "input"), None)
+        if tensor is None or tensor.datatype != "FP32" or len(tensor.shape) != 2:
+            raise BadRequest("expected an input \"input\" FP32 [n, 784]")
+        x = np.asarray(tensor.data, dtype=np.float32)
+        if x.size != tensor.shape[0] * N_IN:
+            raise BadRequest(f"input: {x.size} values for shape {tensor.shape}")
+        probs = forward(x.reshape(tensor.shape[0], N_IN))
+        n = x.shape[0] // N_IN
+        return InferResponse(model_name="mlp", id=req.id, outputs=[
+            TensorOut(name="probabilities", datatype="FP32", shape=[n, N_OUT],
+                      data=probs.ravel().tolist()),
+            TensorOut(name="class", datatype="INT64", shape=[n],
+                      data=probs.argmax(axis=1).tolist())])
 
     @app.post("/mlp")
     async def predict(request: Request):

@@ -4,6 +4,7 @@
 #ifndef SERVE_UTIL_H
 #define SERVE_UTIL_H
 
+#include <malloc.h>
 #include <stdint.h>
 
 /* splitmix64's finaliser: a bijection on 64 bits that spreads a counter
@@ -26,6 +27,19 @@ static inline uint32_t util_mix32(uint32_t x)
     x *= 0x846ca68bu;
     x ^= x >> 16;
     return x;
+}
+
+/*
+ * Request bodies and batches come and go at tens to hundreds of KiB each.
+ * glibc's defaults hand such memory back to the kernel when it is freed
+ * (heap trimming, munmap) and fault it in again for the next request,
+ * which cost 40% of the v2 throughput here. The working set of a serving
+ * process is steady: keep up to 32 MiB of freed heap instead.
+ */
+static inline void util_keep_freed_heap(void)
+{
+    mallopt(M_TRIM_THRESHOLD, 32 << 20);
+    mallopt(M_MMAP_THRESHOLD, 32 << 20);
 }
 
 #define UTIL_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))

@@ -18,7 +18,6 @@
 
 #include <errno.h>
 #include <jansson.h>
-#include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -29,12 +28,12 @@
 #include <time.h>
 
 #include "common/log.h"
+#include "common/util.h"
 #include "replica/internal.h"
 
 #define REPLICA_MAX_THREADS 256
 #define REPLICA_INLINE_NS   50000 /* handlers faster than this run inline */
 #define REPLICA_ERR_LEN     1024
-#define REPLICA_MALLOC_KEEP (32 << 20) /* bytes of freed heap kept, see replica_main */
 
 typedef struct job {
     struct job *next;
@@ -914,13 +913,7 @@ int replica_main(void)
                   IPC_REPLICA_CONTROL_FD, IPC_REPLICA_DATA_FD);
         return 2;
     }
-    /* Requests are allocated on the loop thread and freed on workers, and
-       batches allocate tens to hundreds of KiB per call: glibc's defaults
-       would hand that memory back to the kernel (trim, munmap) and fault
-       it in again on every batch. Keep it: a replica's working set is
-       steady. */
-    mallopt(M_TRIM_THRESHOLD, REPLICA_MALLOC_KEEP);
-    mallopt(M_MMAP_THRESHOLD, REPLICA_MALLOC_KEEP);
+    util_keep_freed_heap();
     init_sync(&r);
     r.loop_thread = pthread_self();
     r.handle_ns = REPLICA_INLINE_NS; /* workers until a run is measured fast */

@@ -68,6 +68,7 @@
 #define ROUTER_TIMEOUT_HEADER   "x-request-timeout-seconds"
 #define ROUTER_MAX_TIMEOUT_S    (7 * 24 * 3600.0)
 #define ROUTER_DISCARD_LIMIT    (1u << 20) /* body read past a 413 before we hang up */
+#define ROUTER_BODY_PRESIZE     (1u << 20) /* body bytes reserved from Content-Length */
 
 typedef enum rq_state { RQ_NEW, RQ_BODY, RQ_ROUTED, RQ_ANSWERED } rq_state;
 
@@ -1238,7 +1239,8 @@ static void answer_v2(rreq *rq)
     if (ep == V2_NOT_FOUND) {
         answer_error(rq, 404, "no such endpoint: %s", rq->url);
     } else if (ep == V2_INFER ? strcmp(rq->method, "POST") != 0 : !get) {
-        answer_error(rq, 405, "%s %s: use %s", rq->method, rq->url, ep == V2_INFER ? "POST" : "GET");
+        answer_error(rq, 405, "%s %s: use %s", rq->method, rq->url,
+                     ep == V2_INFER ? "POST" : "GET");
     } else if (ep == V2_SERVER) {
         answer_json(rq, 200, v2_server_metadata());
     } else if (ep == V2_LIVE) {
@@ -1381,10 +1383,15 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
         rq->url = url;
         rq->method = method;
         const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "content-length");
-        if (cl && strtoull(cl, NULL, 10) > r->opts.max_body_bytes) {
+        unsigned long long len = cl ? strtoull(cl, NULL, 10) : 0;
+        if (len > r->opts.max_body_bytes) {
             refuse_body(rq);
             return rq->response ? queue_answer(rq) : MHD_NO;
         }
+        /* One allocation for a body of known size, instead of a copy at
+           every doubling; a large one is trusted only so far before it
+           arrives. */
+        if (len) ipc_buf_reserve(&rq->body, len < ROUTER_BODY_PRESIZE ? len : ROUTER_BODY_PRESIZE);
         return MHD_YES;
     }
     if (*upload_size) return take_body(rq, upload, upload_size);

@@ -19,6 +19,7 @@
 #include <uv.h>
 
 #include "common/log.h"
+#include "common/util.h"
 #include "replica/replica.h"
 #include "serve/admin.h"
 #include "serve/cli.h"
@@ -225,6 +226,7 @@ static int cmd_run(int argc, char **argv)
     cfg_config *cfg = load_config(argv[optind], exe);
     if (!cfg) return EXIT_USAGE;
     raise_fd_limit();
+    util_keep_freed_heap(); /* the proxy's request bodies */
     signal(SIGPIPE, SIG_IGN);
     log_set_tag("controller");
 
