@@ -64,15 +64,6 @@ build() {
     ninja -C "$BUILD" serve/serve bench/noop.so >/dev/null || die "build failed: ninja -C $BUILD"
 }
 
-# N distinct free loopback ports: all bound at once by the kernel, then released.
-free_ports() {
-    "$PY" -c '
-import socket, sys
-socks = [socket.socket() for _ in range(int(sys.argv[1]))]
-for s in socks: s.bind(("127.0.0.1", 0))
-print(" ".join(str(s.getsockname()[1]) for s in socks))' "$1"
-}
-
 # /noop: Noop over HTTP. /hop: Hop calling a Noop of its own app through a handle, so
 # that the two Noops are alike and the hop is the only difference. /fan: Fan calling a
 # Noop of 8 replicas, one call per replica at most (max_ongoing_requests 8 leaves room
@@ -187,16 +178,6 @@ run_fan() {
 
 # ---- Report ----------------------------------------------------------------
 
-# Median of a column of numbers on stdin.
-median_of() {
-    sort -g | awk '{ a[NR] = $1 } END { if (NR == 0) print ""; else if (NR % 2) print a[(NR + 1) / 2];
-                                          else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
-}
-
-# column KIND PATH COL: column COL (4 rps, 5 p50, 6 p99, 7 non2xx, 8 sock) of each round.
-column() { awk -F'\t' -v k="$1" -v p="$2" -v col="$3" '$1 == k && $2 == p { print $col }' "$TMP/results.tsv"; }
-median() { column "$@" | median_of; }
-total() { column "$@" | awk '{ s += $1 } END { print s + 0 }'; }
 fan_median_ms() { awk -F'\t' -v p="$1" '$1 == p { print $2 * 1000 }' "$TMP/fan.tsv" | median_of; }
 
 fmt_us() {

@@ -1,9 +1,11 @@
-# lib.sh - what the benchmark scripts share: messages, reading wrk, and a cleanup that
-# leaves nothing running. Source it after setting:
+# shellcheck shell=bash
+# lib.sh - what the benchmark scripts share: messages, reading wrk and results, free
+# ports, and a cleanup that leaves nothing running. Source it after setting:
 #   BENCH     the script's name, for messages ("proxy.sh")
 #   STARTED   an array of the pids the script starts (it appends to it)
 #   TMP       its scratch folder, or "" (kept on failure or with KEEP=1)
 #   KEEP      1 to keep TMP in any case
+#   PY        the python3 to run (Debian's /usr/bin/python3), for free_ports
 
 log() { printf '%s\n' "$*" >&2; }
 die() {
@@ -81,3 +83,24 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT # the EXIT trap then stops everything
 trap 'exit 143' TERM
+
+# N distinct free loopback ports: all bound at once by the kernel, then released.
+free_ports() {
+    "$PY" -c '
+import socket, sys
+socks = [socket.socket() for _ in range(int(sys.argv[1]))]
+for s in socks: s.bind(("127.0.0.1", 0))
+print(" ".join(str(s.getsockname()[1]) for s in socks))' "$1"
+}
+
+# Median of a column of numbers on stdin ("" for none).
+median_of() {
+    sort -g | awk '{ a[NR] = $1 } END { if (NR == 0) print ""; else if (NR % 2) print a[(NR + 1) / 2];
+                                          else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
+}
+
+# Results are lines of $TMP/results.tsv: KEY1 KEY2 ROUND then the figures, tab-separated.
+# column K1 K2 COL: column COL of every round of (K1, K2); median and total reduce it.
+column() { awk -F'\t' -v a="$1" -v b="$2" -v col="$3" '$1 == a && $2 == b { print $col }' "$TMP/results.tsv"; }
+median() { column "$@" | median_of; }
+total() { column "$@" | awk '{ s += $1 } END { print s + 0 }'; }

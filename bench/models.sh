@@ -117,15 +117,6 @@ build() {
     [[ -f $WEIGHTS ]] || die "$WEIGHTS is missing (meson copies it at setup: meson setup --reconfigure $BUILD)"
 }
 
-# N distinct free loopback ports: all bound at once by the kernel, then released.
-free_ports() {
-    "$PY" -c '
-import socket, sys
-socks = [socket.socket() for _ in range(int(sys.argv[1]))]
-for s in socks: s.bind(("127.0.0.1", 0))
-print(" ".join(str(s.getsockname()[1]) for s in socks))' "$1"
-}
-
 # The three bodies, the same 64 samples (random.seed(1), "%.6f" in [0, 1)):
 #   json1.body   v2 JSON, the first sample, shape [1, 784]
 #   bin64.body   v2 binary: the JSON header, then 64 x 784 little-endian float32
@@ -428,15 +419,6 @@ run_rounds() {
 
 # ---- Report ----------------------------------------------------------------
 
-median_of() {
-    sort -g | awk '{ a[NR] = $1 } END { if (NR == 0) print ""; else if (NR % 2) print a[(NR + 1) / 2];
-                                          else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
-}
-# column RUN C COL: column COL (4 rps, 5 p50, 6 p99, 7 non2xx, 8 sock, 9 others %) of
-# each round.
-column() { awk -F'\t' -v k="$1" -v c="$2" -v col="$3" '$1 == k && $2 == c { print $col }' "$TMP/results.tsv"; }
-median() { column "$@" | median_of; }
-total() { column "$@" | awk '{ s += $1 } END { print s + 0 }'; }
 highest() { column "$@" | sort -g | tail -1; }
 # ceil_median THREADS BATCH: the median samples/s of mlp_ceiling.
 ceil_median() {

@@ -79,15 +79,6 @@ raise_nofile() {
     (($(ulimit -Sn) >= IDLE_CONNS + 256)) || die "ulimit -n is $(ulimit -Sn): too low for $IDLE_CONNS connections"
 }
 
-# N distinct free loopback ports: all bound at once by the kernel, then released.
-free_ports() {
-    "$PY" -c '
-import socket, sys
-socks = [socket.socket() for _ in range(int(sys.argv[1]))]
-for s in socks: s.bind(("127.0.0.1", 0))
-print(" ".join(str(s.getsockname()[1]) for s in socks))' "$1"
-}
-
 # Wait until http://127.0.0.1:PORT/ answers 200 "ok"; fail if PID dies or 20 s pass.
 wait_ok() {
     local name=$1 port=$2 pid=$3 i body
@@ -253,20 +244,6 @@ run_rounds() {
             for ((i = 0; i < n; i++)); do measure "${list[$(((i + r - 1) % n))]}" "$c" "$r"; done
         done
     done
-}
-
-# Median of column COL (4 rps, 5 p50, 6 p99) over the rounds of PEER at C connections.
-median() {
-    awk -F'\t' -v p="$1" -v c="$2" -v col="$3" '$1 == p && $2 == c { print $col }' \
-        "$TMP/results.tsv" | sort -g |
-        awk '{ a[NR] = $1 } END { if (NR == 0) print ""; else if (NR % 2) print a[(NR + 1) / 2];
-                                  else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
-}
-
-# Sum of column COL over the rounds (error counts).
-total() {
-    awk -F'\t' -v p="$1" -v c="$2" -v col="$3" '$1 == p && $2 == c { s += $col } END { print s + 0 }' \
-        "$TMP/results.tsv"
 }
 
 fmt_us() {
