@@ -58,12 +58,6 @@ check_tools() {
     done
 }
 
-# Build only what is run here, so a half-edited test elsewhere does not stop us.
-build() {
-    if [[ ! -d $BUILD ]]; then meson setup "$BUILD" "$ROOT" >/dev/null; fi
-    ninja -C "$BUILD" serve/serve bench/noop.so >/dev/null || die "build failed: ninja -C $BUILD"
-}
-
 # /noop: Noop over HTTP. /hop: Hop calling a Noop of its own app through a handle, so
 # that the two Noops are alike and the hop is the only difference. /fan: Fan calling a
 # Noop of 8 replicas, one call per replica at most (max_ongoing_requests 8 leaves room
@@ -245,7 +239,7 @@ report() {
 
 main() {
     check_tools
-    build
+    build_targets serve/serve bench/noop.so
     TMP=$(mktemp -d "${TMPDIR:-/tmp}/serve-handles.XXXXXX")
     local secs=$((ROUNDS * 2 * (${DURATION%s} + ${RPS_DURATION%s}) + 2))
     log "handles.sh: $ROUNDS round(s) of wrk runs, about $secs s of wrk; temp dir $TMP"

@@ -6,6 +6,7 @@
 #   TMP       its scratch folder, or "" (kept on failure or with KEEP=1)
 #   KEEP      1 to keep TMP in any case
 #   PY        the python3 to run (Debian's /usr/bin/python3), for free_ports
+#   BUILD, ROOT  the build folder and the source tree, for build_targets
 
 log() { printf '%s\n' "$*" >&2; }
 die() {
@@ -104,3 +105,10 @@ median_of() {
 column() { awk -F'\t' -v a="$1" -v b="$2" -v col="$3" '$1 == a && $2 == b { print $col }' "$TMP/results.tsv"; }
 median() { column "$@" | median_of; }
 total() { column "$@" | awk '{ s += $1 } END { print s + 0 }'; }
+
+# Build only the targets a script runs (ninja names: serve/serve, bench/noop.so...),
+# so that a half-edited test elsewhere does not stop a benchmark.
+build_targets() {
+    if [[ ! -d $BUILD ]]; then meson setup "$BUILD" "$ROOT" >/dev/null; fi
+    ninja -C "$BUILD" "$@" >/dev/null || die "build failed: ninja -C $BUILD"
+}

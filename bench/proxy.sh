@@ -62,13 +62,6 @@ check_tools() {
             "python3-uvicorn python3-uvloop python3-httptools)"
 }
 
-# Build only what is run here, so a half-edited test elsewhere does not stop us.
-build() {
-    if [[ ! -d $BUILD ]]; then meson setup "$BUILD" "$ROOT" >/dev/null; fi
-    ninja -C "$BUILD" serve/serve bench/noop.so bench/mhd_noop >/dev/null ||
-        die "build failed: ninja -C $BUILD"
-}
-
 # 1,000 connections on our side plus wrk's: lift the soft descriptor limit (inherited
 # by the servers and by idle_conns.py).
 raise_nofile() {
@@ -389,7 +382,7 @@ report() {
 
 main() {
     check_tools
-    build
+    build_targets serve/serve bench/noop.so bench/mhd_noop
     raise_nofile
     TMP=$(mktemp -d "${TMPDIR:-/tmp}/serve-bench.XXXXXX")
     if [[ -z $NGINX_AUTO_CONNS ]]; then PEERS=(serve1 serve2 nginx mhd fastapi fastapi_def); fi

@@ -46,7 +46,7 @@ struct serve_response {
     size_t n_headers;
     size_t cap_headers;
     ipc_buf body;
-    int streamed; /* a part was sent: status and headers are fixed */
+    int streamed;          /* a part was sent: status and headers are fixed */
     serve_tensor *outputs; /* serve_response_output*: names and data owned */
     size_t n_outputs;
     size_t cap_outputs;

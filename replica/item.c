@@ -38,8 +38,8 @@ static void open_infer(item *it, const serve_deployment *dep)
                              "Inference-Header-Content-Length: must be a number of bytes");
         return;
     }
-    int rc = infer_request_decode(it->req.body, it->req.body_len, hl, dep, &it->ireq, err,
-                                  sizeof(err));
+    int rc =
+        infer_request_decode(it->req.body, it->req.body_len, hl, dep, &it->ireq, err, sizeof(err));
     if (rc != 0) {
         serve_response_error(&it->res, rc == -ENOMEM ? 500 : 400, "%s",
                              rc == -ENOMEM ? "out of memory decoding the tensors" : err);
@@ -81,7 +81,8 @@ static void render_outputs(item *it, const char *model)
                                    res->n_outputs, &json_len, err, sizeof(err));
     if (rc != 0) {
         res->body.oom = 0;
-        serve_response_error(res, 500, "%s", rc == -ENOMEM ? "out of memory encoding outputs" : err);
+        serve_response_error(res, 500, "%s",
+                             rc == -ENOMEM ? "out of memory encoding outputs" : err);
         return;
     }
     int binary = json_len < res->body.len;

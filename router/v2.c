@@ -61,15 +61,14 @@ v2_endpoint v2_parse_path(const char *url, char *model, size_t size)
         if (seg_is(seg[1], len[1], "live")) return V2_LIVE;
         if (seg_is(seg[1], len[1], "ready")) return V2_READY;
     }
-    if (n >= 2 && seg_is(seg[0], len[0], "models"))
-        return parse_model(seg, len, n, model, size);
+    if (n >= 2 && seg_is(seg[0], len[0], "models")) return parse_model(seg, len, n, model, size);
     return V2_NOT_FOUND;
 }
 
 json_t *v2_server_metadata(void)
 {
-    return json_pack("{s:s, s:s, s:[s]}", "name", "serve", "version", SERVE_VERSION,
-                     "extensions", "binary_tensor_data");
+    return json_pack("{s:s, s:s, s:[s]}", "name", "serve", "version", SERVE_VERSION, "extensions",
+                     "binary_tensor_data");
 }
 
 json_t *v2_model_metadata(const char *name, const json_t *specs)

@@ -139,8 +139,7 @@ static const cfg__kind autoscaling_kind = {autoscaling_fields, ARRAY_LEN(autosca
                                            offsetof(cfg_autoscaling, enabled), finish_autoscaling};
 
 static const cfg__field batching_fields[] = {
-    ROW("max_batch_size", T_INT, cfg_batching, max_batch_size, DEF(10), GE(1),
-        LE(CFG_MAX_BATCH)),
+    ROW("max_batch_size", T_INT, cfg_batching, max_batch_size, DEF(10), GE(1), LE(CFG_MAX_BATCH)),
     ROW("batch_wait_timeout_s", T_DOUBLE, cfg_batching, batch_wait_timeout_s, DEF(0.01), GE(0),
         LE(60)),
 };

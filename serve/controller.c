@@ -491,12 +491,12 @@ static json_t *batching_json(const cfg_deployment *cfg)
 
 static int send_init(ctl_dep *d, rep *p)
 {
-    json_t *msg = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s?, s:i, s:o, s:o*}", "app", d->app->name,
-                            "deployment", d->cfg->name, "plugin", d->app->plugin, "replica_id",
-                            p->id, "init_args", d->cfg->init_args_json, "user_config",
-                            d->cfg->user_config_json, "max_ongoing_requests",
-                            d->cfg->max_ongoing_requests, "bindings", bindings_json(d->cfg),
-                            "batching", batching_json(d->cfg));
+    json_t *msg =
+        json_pack("{s:s, s:s, s:s, s:s, s:s, s:s?, s:i, s:o, s:o*}", "app", d->app->name,
+                  "deployment", d->cfg->name, "plugin", d->app->plugin, "replica_id", p->id,
+                  "init_args", d->cfg->init_args_json, "user_config", d->cfg->user_config_json,
+                  "max_ongoing_requests", d->cfg->max_ongoing_requests, "bindings",
+                  bindings_json(d->cfg), "batching", batching_json(d->cfg));
     char *text = msg ? json_dumps(msg, JSON_COMPACT) : NULL;
     int rc = text ? ipc_conn_send(p->control, IPC_INIT, 0, text, strlen(text)) : -ENOMEM;
     free(text);
