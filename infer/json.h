@@ -132,6 +132,41 @@ int ijson_str_eq(const ijson_str *s, const char *lit);
 int ijson_number(ijson *j, ijson_num *n);
 
 /*
+ * The common case of ijson_number, inline because tensors are mostly
+ * numbers: -?digits(.digits)? with at most 19 digits in all (so the
+ * mantissa cannot overflow) and no exponent. Returns 1 when it read the
+ * number; 0, having skipped only whitespace, for anything else (errors
+ * included), which ijson_number then reads.
+ */
+static inline int ijson_number_fast(ijson *j, ijson_num *n)
+{
+    ijson__skip_ws(j);
+    const char *p = j->p, *end = j->end;
+    int negative = p < end && *p == '-';
+    const char *q = p + negative;
+    if (q == end || (unsigned char)(*q - '0') > 9) return 0;
+    if (*q == '0' && q + 1 < end && (unsigned char)(q[1] - '0') <= 9) return 0; /* leading 0 */
+    uint64_t m = 0;
+    int digits = 0, fraction = 0;
+    for (; q < end && (unsigned char)(*q - '0') <= 9; q++, digits++)
+        m = m * 10 + (uint64_t)(*q - '0');
+    if (q < end && *q == '.') {
+        if (++q == end || (unsigned char)(*q - '0') > 9) return 0;
+        for (; q < end && (unsigned char)(*q - '0') <= 9; q++, fraction++)
+            m = m * 10 + (uint64_t)(*q - '0');
+    }
+    if (digits + fraction > 19 || (q < end && (*q == 'e' || *q == 'E'))) return 0;
+    *n = (ijson_num){.text = p,
+                     .len = (size_t)(q - p),
+                     .mantissa = m,
+                     .exp10 = -fraction,
+                     .negative = negative,
+                     .integer = fraction == 0};
+    j->p = q;
+    return 1;
+}
+
+/*
  * Convert a number. Integers: -EDOM when written with a fraction or an
  * exponent ("1.5", "1e2"), -ERANGE when out of range. Floating point: the
  * correctly rounded value, -ERANGE when it overflows to infinity, -ENOMEM

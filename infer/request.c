@@ -340,7 +340,7 @@ static int data_number(decoder *d, input_dec *in)
 {
     serve_datatype dt = in->spec->datatype;
     ijson_num n;
-    if (ijson_number(&d->j, &n) < 0) return -EINVAL;
+    if (!ijson_number_fast(&d->j, &n) && ijson_number(&d->j, &n) < 0) return -EINVAL;
     if (tbuf_reserve(d, &in->buf, sizeof(uint64_t)) < 0) return -ENOMEM;
     int rc = store_number(&n, dt, in->buf.p + in->buf.len);
     if (rc < 0) return number_error(d, in, &n, rc);

@@ -388,3 +388,37 @@ Test(json, long_tokens_take_the_heap_copy_of_the_slow_path)
     text[302] = '\0';
     expect_as_strtod(text);
 }
+
+/* The inline fast path reads what it takes exactly as ijson_number does,
+   and leaves everything else (errors included) untouched for it. */
+Test(json, the_number_fast_path_agrees_with_the_full_reader_or_declines)
+{
+    static const char *const taken[] = {"0",
+                                        "-0",
+                                        "7",
+                                        "0.5",
+                                        "-12.250",
+                                        "0.123456",
+                                        "1234567890123456789",
+                                        "123456789.0123456789",
+                                        " 42,"};
+    static const char *const declined[] = {
+        "12345678901234567890",   "1e5", "-1.5E-3", "01", "-", "1.", ".5", "-x",
+        "0.12345678901234567890", "true"};
+    for (size_t i = 0; i < sizeof(taken) / sizeof(*taken); i++) {
+        ijson fast = reader(taken[i]), full = reader(taken[i]);
+        ijson_num a, b;
+        cr_assert_eq(ijson_number_fast(&fast, &a), 1, "%s declined", taken[i]);
+        cr_assert_eq(ijson_number(&full, &b), 0, "%s", taken[i]);
+        cr_expect(a.mantissa == b.mantissa && a.exp10 == b.exp10 && a.negative == b.negative &&
+                      a.integer == b.integer && a.truncated == b.truncated && a.len == b.len &&
+                      fast.p == full.p,
+                  "%s: the fast path read it differently", taken[i]);
+    }
+    for (size_t i = 0; i < sizeof(declined) / sizeof(*declined); i++) {
+        ijson j = reader(declined[i]);
+        ijson_num n;
+        cr_expect_eq(ijson_number_fast(&j, &n), 0, "%s taken", declined[i]);
+        cr_expect_eq(j.p, declined[i], "%s: the cursor moved", declined[i]);
+    }
+}
