@@ -52,6 +52,20 @@ void api_response_release(serve_response *res)
     memset(res, 0, sizeof(*res));
 }
 
+void api_response_drop_header(serve_response *res, const char *name)
+{
+    size_t kept = 0;
+    for (size_t i = 0; i < res->n_headers; i++) {
+        if (strcasecmp(res->headers[i].name, name) == 0) {
+            free((char *)res->headers[i].name);
+            free((char *)res->headers[i].value);
+        } else {
+            res->headers[kept++] = res->headers[i];
+        }
+    }
+    res->n_headers = kept;
+}
+
 int serve_response_set_status(serve_response *res, int status)
 {
     if (status < 100 || status > 599 || res->streamed) return -1;

@@ -59,6 +59,8 @@ struct serve_response {
 /* A fresh response (200, empty) for a request to `dep`. */
 void api_response_init(serve_response *res, const serve_deployment *dep);
 void api_response_release(serve_response *res);
+/* Remove every header called `name` (case-insensitive). */
+void api_response_drop_header(serve_response *res, const char *name);
 
 /* The calling thread's last serve_set_error message ("" if none) and a way
    to clear it before each callback. */

@@ -86,6 +86,7 @@ static void render_outputs(item *it, const char *model)
         return;
     }
     int binary = json_len < res->body.len;
+    api_response_drop_header(res, "content-type"); /* the body is ours now */
     serve_response_set_header(res, "content-type",
                               binary ? "application/octet-stream" : "application/json");
     if (binary) {

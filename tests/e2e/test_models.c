@@ -170,6 +170,8 @@ static json_t *infer_json_of(h_serve *s, const char *model, const char *body, lo
     cr_assert_eq(r.status, status, "status %ld, expected %ld: %s\nrequest: %s", r.status, status,
                  r.body, body);
     cr_expect_str_eq(r.content_type, "application/json");
+    const char *ct = strcasestr(r.headers, "content-type:");
+    cr_expect(ct && !strcasestr(ct + 1, "content-type:"), "one content-type: %s", r.headers);
     json_t *doc = body_json(s, &r);
     h_response_free(&r);
     return doc;

@@ -113,6 +113,8 @@ static int tensors_handle(void *state, const serve_request *req, serve_response 
         memcpy(&code, status->data, sizeof(code));
         return serve_response_error(res, code, "asked for status %d", (int)code);
     }
+    /* the framework's v2 answer replaces this */
+    serve_response_set_header(res, "content-type", "text/plain");
     for (size_t i = 0; i < req->n_inputs; i++) {
         const serve_tensor *t = &req->inputs[i];
         if (serve_response_add_output(res, t->name, t->datatype, t->shape, t->ndim, t->data,
