@@ -102,15 +102,9 @@ start_serve() {
     SERVE_PLUGIN_PATH=$BUILD/bench "$SERVE" run "$TMP/config.json" 2>"$TMP/serve.err" &
     SERVE_PID=$!
     STARTED+=("$SERVE_PID")
-    local p i
+    local p
     for p in /noop /hop /fan; do wait_ok "$p"; done
-    # The proxy answers once one replica of each app is up: wait for all of them.
-    for ((i = 0; i < 100; i++)); do
-        (($(grep -c 'replica [0-9a-f]* running' "$TMP/serve.err" || true) >= REPLICAS)) && break
-        sleep 0.1
-    done
-    (($(pgrep -c -P "$SERVE_PID" || true) == REPLICAS)) ||
-        die "$(pgrep -c -P "$SERVE_PID" || true) replica processes, expected $REPLICAS"
+    wait_replicas "$SERVE_PID" "$REPLICAS"
 }
 
 # ---- Measuring -------------------------------------------------------------

@@ -112,3 +112,15 @@ build_targets() {
     if [[ ! -d $BUILD ]]; then meson setup "$BUILD" "$ROOT" >/dev/null; fi
     ninja -C "$BUILD" "$@" >/dev/null || die "build failed: ninja -C $BUILD"
 }
+
+# The proxy answers once one replica of each application is up: wait (10 s at most)
+# until serve PID has logged N replicas running in $TMP/serve.err, and has N children.
+wait_replicas() {
+    local i n
+    for ((i = 0; i < 100; i++)); do
+        (($(grep -c 'replica [0-9a-f]* running' "$TMP/serve.err" || true) >= $2)) && break
+        sleep 0.1
+    done
+    n=$(pgrep -c -P "$1" || true)
+    ((n == $2)) || die "$n replica processes, expected $2"
+}

@@ -199,17 +199,12 @@ start_serve() {
     SERVE_PLUGIN_PATH=$BUILD/bench "$SERVE" run "$TMP/config.json" 2>"$TMP/serve.err" &
     SERVE_PID=$!
     STARTED+=("$SERVE_PID")
-    local app i
+    local app
     for app in mlp_nb mlp_b32 mlp_b64; do
         wait_200 serve "$SERVE_PID" "http://127.0.0.1:$PORT/v2/models/$app/ready"
     done
     wait_200 serve "$SERVE_PID" "http://127.0.0.1:$PORT/noop"
-    for ((i = 0; i < 100; i++)); do
-        (($(grep -c 'replica [0-9a-f]* running' "$TMP/serve.err" || true) >= REPLICAS)) && break
-        sleep 0.1
-    done
-    (($(pgrep -c -P "$SERVE_PID" || true) == REPLICAS)) ||
-        die "$(pgrep -c -P "$SERVE_PID" || true) replica processes, expected $REPLICAS"
+    wait_replicas "$SERVE_PID" "$REPLICAS"
 }
 
 start_fastapi() {

@@ -41,6 +41,11 @@ int infer_specs_check(const serve_deployment *dep, char *err, size_t errlen);
    "outputs":[..]}, and "optional":true on optional inputs. */
 char *infer_specs_json(const serve_deployment *dep);
 
+/* The number of elements of a shape into *count: 0, or -EOVERFLOW when
+   its data could not be addressed (more than SIZE_MAX / 8 elements). A
+   dimension of 0 makes it 0 whatever the others. */
+int infer_shape_elements(const int64_t *shape, int ndim, size_t *count);
+
 /* The number of elements of BYTES data (each a 4-byte little-endian
    length and its bytes) filling `n` bytes exactly, or -1 when malformed. */
 long infer_bytes_elements(const void *data, size_t n);

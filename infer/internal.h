@@ -38,9 +38,4 @@ const char *infer__shape_str(char *buf, const int64_t *shape, int ndim);
 /* The 4-byte little-endian length that starts a BYTES element. */
 size_t infer__le32(const unsigned char *p);
 
-/* The number of elements of a shape, or -EOVERFLOW when its data could
-   not be addressed (more than SIZE_MAX / 8 elements); a dimension of 0
-   makes it 0 whatever the others. */
-int infer__shape_elements(const int64_t *shape, int ndim, size_t *count);
-
 #endif

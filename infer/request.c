@@ -414,7 +414,7 @@ static int parse_data(decoder *d, input_dec *in)
         snprintf(what, sizeof(what), "%s: \"data\"", in->label);
         return wrong_type(d, t, what, "an array");
     }
-    if (in->has_shape && infer__shape_elements(in->t->shape, in->t->ndim, &count) < 0) count = 0;
+    if (in->has_shape && infer_shape_elements(in->t->shape, in->t->ndim, &count) < 0) count = 0;
     size_t most = (size_t)(d->j.end - d->j.p) / 2 + 1;
     count = count < most ? count : most;
     if (tbuf_reserve(d, &in->buf, size ? count * size : 64) < 0) return -ENOMEM;
@@ -475,7 +475,7 @@ static int finish_input(decoder *d, input_dec *in)
     if (!in->has_shape) return fail(d, "%s has no \"shape\"", in->label);
     if (infer_shape_check(in->spec, t->datatype, t->shape, t->ndim, msg, sizeof(msg)) < 0)
         return fail(d, "%s: %s", in->label, msg);
-    if (infer__shape_elements(t->shape, t->ndim, &count) < 0)
+    if (infer_shape_elements(t->shape, t->ndim, &count) < 0)
         return fail(d, "%s: shape %s is too large", in->label,
                     infer__shape_str(shape, t->shape, t->ndim));
     if (in->binary_size >= 0) return input_binary(d, in, count);

@@ -191,7 +191,7 @@ static int check_output(const serve_tensor *t, char *err, size_t errlen)
     size_t count;
     const char *name = t->name ? t->name : "(unnamed)";
     if (!t->name || !infer__dtype_valid(t->datatype) || t->ndim < 0 || t->ndim > SERVE_MAX_DIMS ||
-        infer__shape_elements(t->shape, t->ndim, &count) < 0 || (t->size && !t->data))
+        infer_shape_elements(t->shape, t->ndim, &count) < 0 || (t->size && !t->data))
         return infer__errf(err, errlen, "output \"%s\": not a valid tensor", name);
     size_t size = infer__dtypes[t->datatype].size;
     long elements = size ? (long)(t->size / size) : infer_bytes_elements(t->data, t->size);

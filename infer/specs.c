@@ -97,7 +97,7 @@ const char *infer__shape_str(char *buf, const int64_t *shape, int ndim)
 /* The number of elements of a shape, or -EOVERFLOW when its data could
    not be addressed (more than SIZE_MAX / 8 elements); a dimension of 0
    makes it 0 whatever the others. */
-int infer__shape_elements(const int64_t *shape, int ndim, size_t *count)
+int infer_shape_elements(const int64_t *shape, int ndim, size_t *count)
 {
     size_t n = 1;
     for (int k = 0; k < ndim; k++)

@@ -154,9 +154,10 @@ int serve_response_error(serve_response *res, int status, const char *fmt, ...)
 /* ---- Output tensors ------------------------------------------------------ */
 
 /* Check an output against the deployment's declaration and make room for
-   it; NULL (with serve_set_error) when it does not fit. */
+   it, with its element count in *count; NULL (with serve_set_error) when
+   it does not fit. */
 static serve_tensor *new_output(serve_response *res, const char *name, serve_datatype dt,
-                                const int64_t *shape, int ndim)
+                                const int64_t *shape, int ndim, size_t *count)
 {
     char why[256];
     const serve_deployment *dep = res->dep;
@@ -174,6 +175,10 @@ static serve_tensor *new_output(serve_response *res, const char *name, serve_dat
         }
     if (infer_shape_check(spec, dt, shape, ndim, why, sizeof(why)) != 0) {
         serve_set_error("output \"%s\": %s", name, why);
+        return NULL;
+    }
+    if (infer_shape_elements(shape, ndim, count) != 0) {
+        serve_set_error("output \"%s\": too many elements to address", name);
         return NULL;
     }
     if (res->n_outputs == res->cap_outputs) {
@@ -195,17 +200,6 @@ oom:
     return NULL;
 }
 
-/* Elements in a shape, or SIZE_MAX when the count overflows. */
-static size_t element_count(const int64_t *shape, int ndim)
-{
-    size_t n = 1;
-    for (int i = 0; i < ndim; i++) {
-        if (shape[i] < 0 || (shape[i] > 0 && n > SIZE_MAX / (size_t)shape[i])) return SIZE_MAX;
-        n *= (size_t)shape[i];
-    }
-    return n;
-}
-
 void *serve_response_output(serve_response *res, const char *name, serve_datatype datatype,
                             const int64_t *shape, int ndim)
 {
@@ -216,10 +210,10 @@ void *serve_response_output(serve_response *res, const char *name, serve_datatyp
                         infer_datatype_name(datatype) ? infer_datatype_name(datatype) : "INVALID");
         return NULL;
     }
-    serve_tensor *t = new_output(res, name, datatype, shape, ndim);
+    size_t n;
+    serve_tensor *t = new_output(res, name, datatype, shape, ndim, &n);
     if (!t) return NULL;
-    size_t n = element_count(shape, ndim);
-    void *data = n <= SIZE_MAX / esize ? calloc(n ? n : 1, esize) : NULL;
+    void *data = calloc(n ? n : 1, esize);
     if (!data) {
         free((char *)t->name);
         serve_set_error("out of memory for output \"%s\"", name);
@@ -235,11 +229,10 @@ int serve_response_add_output(serve_response *res, const char *name, serve_datat
                               const int64_t *shape, int ndim, const void *data, size_t size)
 {
     size_t esize = serve_datatype_size(datatype);
-    serve_tensor *t = new_output(res, name, datatype, shape, ndim);
+    size_t n;
+    serve_tensor *t = new_output(res, name, datatype, shape, ndim, &n);
     if (!t) return -1;
-    size_t n = element_count(shape, ndim);
-    int fits = esize ? n <= SIZE_MAX / esize && size == n * esize
-                     : infer_bytes_elements(data, size) == (long)n;
+    int fits = esize ? size == n * esize : infer_bytes_elements(data, size) == (long)n;
     if (!fits) {
         free((char *)t->name);
         return serve_set_error("output \"%s\": %zu bytes do not hold the %zu elements of its "
