@@ -107,7 +107,8 @@ struct rreq {
     /* A handle call: the calling replica (NULL once it let go), the call's
        id there, and links in its list of calls or in the reap list. */
     int is_call;
-    uint8_t frame_flags; /* IPC_FLAG_INFER for a v2 infer request */
+    uint8_t frame_flags;     /* IPC_FLAG_INFER for a v2 infer request */
+    http_route_stats *stats; /* where it counts; NULL: the unrouted entry */
     router_backend *caller;
     uint64_t call_id;
     rreq *call_prev, *call_next;
@@ -126,8 +127,10 @@ struct router_pool {
     router_backend **backends;
     size_t n_backends, cap_backends;
     unsigned max_ongoing;
-    int max_queued; /* -1: unbounded */
-    json_t *model;  /* declared tensors ({inputs, outputs}); NULL until reported */
+    int max_queued;               /* -1: unbounded */
+    json_t *model;                /* declared tensors ({inputs, outputs}); NULL until reported */
+    http_route_stats *http_stats; /* its application's route, when it is an ingress */
+    http_route_stats *v2_stats;   /* its application's v2 infer endpoint */
     const balancer_ops *balancer;
     uint64_t lb_state;
     rq_list waiting;
@@ -169,6 +172,8 @@ struct router {
     serve_header *hdr_scratch;
     size_t cap_hdr;
     ipc_buf access_log;
+    http_stats *stats;
+    http_route_stats *unrouted; /* builtins, metadata, 404s */
     int draining;
     void (*drain_done)(void *);
     void *drain_arg;
@@ -293,6 +298,16 @@ static void log_request(const rreq *rq)
     access_log_line(r, "%s %.512s %d %.3fms replica=%s id=%s", rq->method, rq->url,
                     rq->status ? rq->status : 0, ms, rq->replica_id[0] ? rq->replica_id : "-",
                     rq->request_id);
+}
+
+/* Count an HTTP request as it completes. One never answered (the client
+   left first) counts as 499, nginx's "client closed request". */
+static void count_request(const rreq *rq)
+{
+    http_route_stats *e = rq->stats ? rq->stats : rq->r->unrouted;
+    if (e && rq->method)
+        http_stats_record(e, rq->method, rq->status ? rq->status : 499,
+                          (double)(uv_hrtime() - rq->start_ns) / 1e9);
 }
 
 /* ---- Answering --------------------------------------------------------- */
@@ -1028,6 +1043,53 @@ unsigned router_pool_load(const router_pool *p)
     return load;
 }
 
+unsigned router_pool_queued(const router_pool *p)
+{
+    return (unsigned)p->waiting.n;
+}
+
+unsigned router_pool_ongoing(const router_pool *p)
+{
+    return router_pool_load(p) - router_pool_queued(p);
+}
+
+unsigned router_backend_ongoing(const router_backend *b)
+{
+    return b->lb.ongoing;
+}
+
+/* The deployments' gauges: what each replica runs, what waits. */
+static void write_pool_gauges(const router *r, FILE *f)
+{
+    metrics_family(f, "serve_deployment_ongoing_requests", "gauge",
+                   "Requests a deployment's replicas are running, as the proxy counts them.");
+    for (const router_pool *p = r->pools; p; p = p->next)
+        if (!p->closed)
+            metrics_sample(f, "serve_deployment_ongoing_requests",
+                           (const char *[]){"application", p->app, "deployment", p->dep, NULL},
+                           router_pool_ongoing(p));
+    metrics_family(f, "serve_deployment_queued_requests", "gauge",
+                   "Requests waiting at the proxy for a replica of the deployment to have room.");
+    for (const router_pool *p = r->pools; p; p = p->next)
+        if (!p->closed)
+            metrics_sample(f, "serve_deployment_queued_requests",
+                           (const char *[]){"application", p->app, "deployment", p->dep, NULL},
+                           router_pool_queued(p));
+    metrics_family(f, "serve_replica_ongoing_requests", "gauge", "Requests a replica is running.");
+    for (const router_pool *p = r->pools; p; p = p->next)
+        for (size_t i = 0; i < p->n_backends; i++)
+            metrics_sample(f, "serve_replica_ongoing_requests",
+                           (const char *[]){"application", p->app, "deployment", p->dep, "replica",
+                                            p->backends[i]->replica_id, NULL},
+                           p->backends[i]->lb.ongoing);
+}
+
+void router_write_metrics(const router *r, FILE *f)
+{
+    http_stats_write(r->stats, f);
+    write_pool_gauges(r, f);
+}
+
 void router_configure(router *r, double request_timeout_s, int access_log)
 {
     r->opts.request_timeout_s = request_timeout_s;
@@ -1039,7 +1101,10 @@ int router_set_routes(router *r, const char *const *prefixes, const char *const 
 {
     route_entry *e = calloc(n ? n : 1, sizeof(*e));
     if (!e) return -ENOMEM;
-    for (size_t i = 0; i < n; i++) e[i] = (route_entry){prefixes[i], apps[i], pools[i]};
+    for (size_t i = 0; i < n; i++) {
+        e[i] = (route_entry){prefixes[i], apps[i], pools[i]};
+        pools[i]->http_stats = http_stats_route(r->stats, apps[i], prefixes[i]);
+    }
     routes *t;
     int rc = routes_new(e, n, &t);
     free(e);
@@ -1227,6 +1292,17 @@ static void answer_ready(rreq *rq, json_t *obj, int ready)
 
 static void forward(rreq *rq, router_pool *pool);
 
+/* The counters of a model's infer endpoint, made on its first request. */
+static http_route_stats *v2_stats(router *r, router_pool *p)
+{
+    if (!p->v2_stats) {
+        char route[300];
+        snprintf(route, sizeof(route), "/v2/models/%s/infer", p->app);
+        p->v2_stats = http_stats_route(r->stats, p->app, route);
+    }
+    return p->v2_stats;
+}
+
 /* The v2 endpoints: metadata and health answered here, infer forwarded
    to the model's replicas with IPC_FLAG_INFER so that they decode the
    tensors (the parsing cost scales with the replicas, not on this loop). */
@@ -1257,6 +1333,7 @@ static void answer_v2(rreq *rq)
         else {
             rq->frame_flags = IPC_FLAG_INFER;
             rq->route_path = rq->url;
+            rq->stats = v2_stats(rq->r, p);
             forward(rq, p);
         }
     }
@@ -1290,8 +1367,10 @@ static void start_request(rreq *rq)
         answer_v2(rq);
     else if (!(e = routes_match(r->routes, rq->url, &rq->route_path)))
         answer_error(rq, 404, "no application serves the path %s", rq->url);
-    else
+    else {
+        rq->stats = ((router_pool *)e->target)->http_stats;
         forward(rq, e->target);
+    }
 }
 
 /* Send a routed request on to `pool`, under its deadline. */
@@ -1415,6 +1494,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     if (!rq) return;
     *con_cls = NULL;
     log_request(rq);
+    count_request(rq);
     rq->http_done = 1;
     rq->url = rq->method = NULL; /* MHD's memory goes away now */
     dheap_remove(&r->deadlines, &rq->deadline);
@@ -1478,6 +1558,8 @@ int router_start(uv_loop_t *loop, const router_options *opts, router **out, char
     r->loop = loop;
     r->opts = *opts;
     r->id_seed = util_mix64((uint64_t)uv_hrtime() ^ ((uint64_t)getpid() << 32));
+    if (http_stats_new(&r->stats) < 0) goto fail_stats;
+    r->unrouted = http_stats_route(r->stats, "", "");
     int fd = httpd_listen("http_options", opts->host, opts->port, err, errlen);
     if (fd < 0) {
         rc = fd;
@@ -1496,6 +1578,8 @@ int router_start(uv_loop_t *loop, const router_options *opts, router **out, char
     return 0;
 
 fail_listen:
+    http_stats_free(r->stats);
+fail_stats:
     free(r);
 fail_alloc:
     return rc;
@@ -1576,6 +1660,7 @@ static void router_free(router *r)
         p = next;
     }
     routes_free(r->routes);
+    http_stats_free(r->stats);
     dheap_free(&r->deadlines);
     ipc_buf_free(&r->access_log);
     free(r->slots);

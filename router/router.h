@@ -22,7 +22,10 @@
 #include <jansson.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <uv.h>
+
+#include "common/metrics.h"
 
 /* ---- Route table (pure; unit tested) ----------------------------------- */
 
@@ -117,6 +120,27 @@ json_t *v2_model_metadata(const char *name, const json_t *specs);
 /* Do the specs declare inputs (is the deployment a model)? */
 int v2_is_model(const json_t *specs);
 
+/* ---- HTTP metrics (pure; unit tested) ---------------------------------- */
+
+/* The proxy's counters: for each (application, route) a latency histogram
+   and a count per (method, status code). Entries live as long as the
+   table, so counters never go back. */
+typedef struct http_stats http_stats;
+typedef struct http_route_stats http_route_stats;
+
+int http_stats_new(http_stats **out); /* 0 or -ENOMEM */
+void http_stats_free(http_stats *s);
+
+/* The entry of (app, route), created if needed; NULL when out of memory. */
+http_route_stats *http_stats_route(http_stats *s, const char *app, const char *route);
+
+/* One request answered with `status` after `seconds`. */
+void http_stats_record(http_route_stats *e, const char *method, int status, double seconds);
+
+/* The families serve_http_requests_total, serve_http_request_errors_total
+   and serve_http_request_duration_seconds. */
+void http_stats_write(const http_stats *s, FILE *f);
+
 /* ---- The proxy --------------------------------------------------------- */
 
 typedef struct router router;
@@ -169,6 +193,15 @@ void router_pool_close(router_pool *p);
 /* The deployment's load now: requests its replicas run (as counted by the
    router) plus requests waiting in its queue. The autoscaler's metric. */
 unsigned router_pool_load(const router_pool *p);
+/* Its two parts, and what one replica runs. */
+unsigned router_pool_ongoing(const router_pool *p);
+unsigned router_pool_queued(const router_pool *p);
+unsigned router_backend_ongoing(const router_backend *b);
+
+/* Write the proxy's metrics (HTTP counters and latency, each deployment's
+   ongoing and queued requests, each replica's ongoing requests) in the
+   Prometheus text format. */
+void router_write_metrics(const router *r, FILE *f);
 
 /* Replace the route table: each (prefix, app) maps to a pool. Requests
    already routed are not affected. Returns 0 or negative. */
