@@ -55,6 +55,9 @@ typedef enum ipc_type {
     IPC_HEALTH = 7,        /* ctl -> replica: run check_health */
     IPC_HEALTH_RESULT = 8, /* replica -> ctl: healthy (flags 0) or not (flags
                               IPC_FLAG_FAILED, payload: the plugin's message) */
+    IPC_STATS = 9,         /* replica -> ctl: its histograms since it started, JSON
+                              {latency, batch} (metrics_hist_to_json), sent about
+                              once a second while it serves and once as it stops */
     /* data channel */
     IPC_REQUEST = 16,       /* router -> replica: encoded serve_request; flag
                                IPC_FLAG_INFER: a v2 infer request */

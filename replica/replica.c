@@ -28,17 +28,19 @@
 #include <time.h>
 
 #include "common/log.h"
+#include "common/metrics.h"
 #include "common/util.h"
 #include "replica/internal.h"
 
 #define REPLICA_MAX_THREADS 256
 #define REPLICA_INLINE_NS   50000 /* handlers faster than this run inline */
 #define REPLICA_ERR_LEN     1024
+#define REPLICA_STATS_MS    1000 /* how often the controller gets our histograms */
 
 typedef struct job {
     struct job *next;
     uint64_t id;
-    uint64_t arrival_ns; /* when the loop queued it: a batch waits from its first */
+    uint64_t arrival_ns; /* when the loop got it: latency, and a batch's wait */
     uint8_t flags;       /* the REQUEST frame's */
     size_t len;
     char payload[]; /* the REQUEST frame's payload, copied off the socket */
@@ -85,6 +87,11 @@ typedef struct replica {
     pthread_mutex_t done_mu;
     ipc_buf done;
     int n_done;
+    /* Metrics (done_mu): each request's time here, each batch's size. */
+    metrics_hist latency;
+    metrics_hist batch;
+    int stats_moved; /* since they were last sent */
+    uv_timer_t stats_timer;
 
     pthread_rwlock_t plugin_lock;
 
@@ -217,9 +224,18 @@ static void note_duration(replica *r, uint64_t ns)
         r->handle_ns -= (r->handle_ns - ns) / 8;
 }
 
+/* A request that arrived at `arrival_ns` is answered (done_mu held). */
+static void note_latency(replica *r, uint64_t arrival_ns)
+{
+    metrics_hist_observe(&r->latency, &metrics_latency_buckets,
+                         (double)(uv_hrtime() - arrival_ns) / 1e9);
+    r->stats_moved = 1;
+}
+
 /* Run one request through the plugin and queue its encoded response. The
    payload is the REQUEST frame's; it is only read during the call. */
-static void run_job(replica *r, uint64_t id, uint8_t flags, const char *payload, size_t len)
+static void run_job(replica *r, uint64_t id, uint8_t flags, const char *payload, size_t len,
+                    uint64_t arrival_ns)
 {
     item it;
     job_out out = {r, id};
@@ -238,6 +254,7 @@ static void run_job(replica *r, uint64_t id, uint8_t flags, const char *payload,
     uint64_t took = uv_hrtime() - start;
     done_lock(r);
     note_duration(r, took);
+    note_latency(r, arrival_ns);
     encode_final(&r->done, &it, rc);
     done_unlock_and_wake(r, 1);
     item_close(&it);
@@ -275,7 +292,7 @@ static void *worker_main(void *arg)
         r->n_busy++;
         maybe_wake_worker(r);
         pthread_mutex_unlock(&r->mu);
-        run_job(r, j->id, j->flags, j->payload, j->len);
+        run_job(r, j->id, j->flags, j->payload, j->len, j->arrival_ns);
         free(j);
         pthread_mutex_lock(&r->mu);
         r->n_busy--;
@@ -349,7 +366,11 @@ static void run_batch(replica *r, job **jobs, int n)
     for (int i = 0; i < n; i++)
         item_finish(&r->batch_items[i], r->batch_items[i].runnable ? rc : 0, why, r->ctx.app);
     done_lock(r);
-    for (int i = 0; i < n; i++) encode_final(&r->done, &r->batch_items[i], 0);
+    if (m > 0) metrics_hist_observe(&r->batch, &metrics_batch_buckets, (double)m);
+    for (int i = 0; i < n; i++) {
+        note_latency(r, jobs[i]->arrival_ns);
+        encode_final(&r->done, &r->batch_items[i], 0);
+    }
     done_unlock_and_wake(r, n);
     for (int i = 0; i < n; i++) {
         item_close(&r->batch_items[i]);
@@ -496,7 +517,7 @@ static int run_inline(replica *r, const ipc_frame *f)
     pthread_mutex_unlock(&r->mu);
     if (!fast || !idle) return 0;
     r->ongoing++;
-    run_job(r, f->id, f->flags, f->payload, f->len);
+    run_job(r, f->id, f->flags, f->payload, f->len, uv_hrtime());
     on_wake(&r->wake); /* forward now, in this loop turn */
     return 1;
 }
@@ -527,7 +548,7 @@ static void on_data_frame(ipc_conn *c, const ipc_frame *f)
     j->next = NULL;
     j->id = f->id;
     j->flags = f->flags;
-    j->arrival_ns = r->batch_max ? uv_hrtime() : 0;
+    j->arrival_ns = uv_hrtime();
     j->len = f->len;
     memcpy(j->payload, f->payload, f->len);
     pthread_mutex_lock(&r->mu);
@@ -547,6 +568,32 @@ static void on_data_close(ipc_conn *c, int status)
     replica *r = ipc_conn_data(c);
     r->data = NULL;
     calls_fail_all(&r->calls, 502, "the replica lost its connection to the serve process");
+}
+
+/* ---- Stats ------------------------------------------------------------- */
+
+/* Send the controller our histograms (totals since we started) if they
+   moved since the last time. */
+static void send_stats(replica *r)
+{
+    pthread_mutex_lock(&r->done_mu);
+    int moved = r->stats_moved;
+    metrics_hist latency = r->latency, batch = r->batch;
+    r->stats_moved = 0;
+    pthread_mutex_unlock(&r->done_mu);
+    if (!moved || !r->control) return;
+    json_t *doc = json_pack("{s:o?, s:o?}", "latency",
+                            metrics_hist_to_json(&latency, &metrics_latency_buckets), "batch",
+                            metrics_hist_to_json(&batch, &metrics_batch_buckets));
+    char *text = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
+    if (text) ipc_conn_send(r->control, IPC_STATS, 0, text, strlen(text));
+    free(text);
+    json_decref(doc);
+}
+
+static void on_stats_timer(uv_timer_t *t)
+{
+    send_stats(t->data);
 }
 
 /* ---- Init -------------------------------------------------------------- */
@@ -623,6 +670,7 @@ static void init_done(uv_work_t *w, int status)
     }
     r->phase = PHASE_SERVING;
     calls_open(&r->calls, 1);
+    uv_timer_start(&r->stats_timer, on_stats_timer, REPLICA_STATS_MS, REPLICA_STATS_MS);
     if (r->stop_requested) { /* nobody wants us any more: no READY */
         replica_stop(r);
         return;
@@ -842,11 +890,13 @@ static void replica_stop(replica *r)
     workers_join(r);
     if (r->plugin.dep && r->plugin.dep->finalize && r->state) r->plugin.dep->finalize(r->state);
     r->state = NULL;
+    send_stats(r); /* the last requests count too */
     if (r->data) ipc_conn_close(r->data);
     if (r->control) ipc_conn_shutdown(r->control);
     if (!uv_is_closing((uv_handle_t *)&r->wake)) {
         uv_close((uv_handle_t *)&r->wake, NULL);
         uv_close((uv_handle_t *)&r->sigterm, NULL);
+        uv_close((uv_handle_t *)&r->stats_timer, NULL);
     }
 }
 
@@ -925,6 +975,9 @@ int replica_main(void)
     if (rc < 0) goto fail_open;
     uv_async_init(&r.loop, &r.wake, on_wake);
     r.wake.data = &r;
+    uv_timer_init(&r.loop, &r.stats_timer);
+    r.stats_timer.data = &r;
+    uv_unref((uv_handle_t *)&r.stats_timer);
     uv_signal_init(&r.loop, &r.sigterm);
     r.sigterm.data = &r;
     uv_signal_start(&r.sigterm, on_sigterm, SIGTERM);

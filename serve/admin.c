@@ -14,8 +14,13 @@
 #include "serve/config.h"
 #include "serve/controller.h"
 
-#define ADMIN_APPS_PATH "/api/serve/applications/"
-#define ADMIN_MAX_BODY  (1u << 20) /* a config larger than this is a mistake */
+#define ADMIN_APPS_PATH    "/api/serve/applications/"
+#define ADMIN_METRICS_TYPE "text/plain; version=0.0.4; charset=utf-8"
+
+/* The dashboard page (dashboard.html, compiled in by scripts/embed.py). */
+extern const char admin_dashboard_html[];
+extern const size_t admin_dashboard_html_len;
+#define ADMIN_MAX_BODY (1u << 20) /* a config larger than this is a mistake */
 
 /* One admin request: its body, collected across upload calls. */
 typedef struct admin_req {
@@ -77,6 +82,44 @@ static enum MHD_Result reply_error(struct MHD_Connection *conn, unsigned status,
     return reply(conn, status, json_pack("{s:s}", "error", why));
 }
 
+/* Queue `len` bytes of `body` with a content type; `copy` when the bytes
+   do not outlive the call. */
+static enum MHD_Result reply_bytes(struct MHD_Connection *conn, const char *type, const char *body,
+                                   size_t len, int copy)
+{
+    struct MHD_Response *resp = MHD_create_response_from_buffer(
+        len, (void *)body, copy ? MHD_RESPMEM_MUST_COPY : MHD_RESPMEM_PERSISTENT);
+    if (!resp) return MHD_NO;
+    MHD_add_response_header(resp, "content-type", type);
+    MHD_add_response_header(resp, "cache-control", "no-store");
+    enum MHD_Result ret = MHD_queue_response(conn, MHD_HTTP_OK, resp);
+    MHD_destroy_response(resp);
+    return ret;
+}
+
+/* GET /metrics: every metric, rendered now into a memory stream. */
+static enum MHD_Result reply_metrics(admin *a, struct MHD_Connection *conn)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    if (!f) return reply_error(conn, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
+    ctl_write_metrics(a->c, f);
+    int failed = fclose(f) != 0;
+    enum MHD_Result ret = failed
+                              ? reply_error(conn, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory")
+                              : reply_bytes(conn, ADMIN_METRICS_TYPE, text, len, 1);
+    free(text);
+    return ret;
+}
+
+/* The read-only pages: the dashboard (open to all: it holds no data, and
+   asks for the token when the API wants one) and the metrics. */
+static int is_get(const char *method)
+{
+    return strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
+}
+
 /*
  * PUT: the whole desired config, as in Ray Serve. It is checked as a file
  * is at start (plugins must resolve inside the plugin folders), then
@@ -134,9 +177,16 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         *upload_size = 0;
         return req->body.oom ? MHD_NO : MHD_YES;
     }
+    int page = strcmp(url, "/") == 0, metrics = strcmp(url, "/metrics") == 0;
+    if ((page || metrics) && !is_get(method))
+        return reply_error(conn, MHD_HTTP_METHOD_NOT_ALLOWED, "use GET");
+    if (page)
+        return reply_bytes(conn, "text/html; charset=utf-8", admin_dashboard_html,
+                           admin_dashboard_html_len, 0);
     if (!authorized(a, conn))
         return reply_error(conn, MHD_HTTP_UNAUTHORIZED,
                            "missing or wrong bearer token (Authorization: Bearer TOKEN)");
+    if (metrics) return reply_metrics(a, conn);
     if (strcmp(url, ADMIN_APPS_PATH) != 0 && strcmp(url, "/api/serve/applications") != 0)
         return reply_error(conn, MHD_HTTP_NOT_FOUND, "no such endpoint");
     if (strcmp(method, "GET") == 0) return reply(conn, MHD_HTTP_OK, ctl_status(a->c));

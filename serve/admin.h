@@ -2,12 +2,14 @@
  * admin.h - the admin HTTP API (Ray Serve's REST API) on admin.host:port.
  *
  *   GET    /api/serve/applications/   the status document (ctl_status)
- *   PUT    /api/serve/applications/   501 until live config edits land
- *   DELETE /api/serve/applications/   501 likewise
+ *   PUT    /api/serve/applications/   the whole desired config (ctl_apply)
+ *   DELETE /api/serve/applications/   remove every application
+ *   GET    /metrics                   Prometheus text format (ctl_write_metrics)
+ *   GET    /                          the dashboard page (serve/dashboard.html)
  *
- * With an auth token every request needs "Authorization: Bearer TOKEN"
- * (else 401). Without one the API must listen on a loopback address; the
- * caller checks that (admin_host_is_loopback) before starting it.
+ * With an auth token every request but the page needs "Authorization:
+ * Bearer TOKEN" (else 401); the page asks for the token itself. Without one the API must listen on
+ * a loopback address; the caller checks that (admin_host_is_loopback) before starting it.
  */
 #ifndef SERVE_ADMIN_H
 #define SERVE_ADMIN_H

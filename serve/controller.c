@@ -27,118 +27,20 @@
 #include "autoscaler/autoscaler.h"
 #include "router/router.h"
 #include "serve/admin.h"
+#include "serve/internal.h"
 
 #define CTL_BACKOFF_MIN_S  0.1
 #define CTL_BACKOFF_MAX_S  10.0
 #define CTL_START_ATTEMPTS 3 /* crashes before any READY that stop `serve run` */
 
-typedef enum rep_state { REP_STARTING, REP_RUNNING, REP_STOPPING, REP_EXITED } rep_state;
-
-/* Ray Serve's names for the states, as the status document shows them. */
-static const char *const rep_state_names[] = {"STARTING", "RUNNING", "STOPPING", "STOPPED"};
-
-typedef struct ctl_dep ctl_dep;
-
-typedef struct rep {
-    struct rep *next;
-    ctl_dep *dep;
-    char id[17];
-    uv_process_t proc;
-    ipc_conn *control;
-    int data_fd; /* our end of the data socket until the router takes it */
-    router_backend *backend;
-    rep_state state;
-    int refs;
-    double start_time_s;     /* wall clock, for status */
-    int config_gen;          /* the deployment's user_config generation it has */
-    int code_gen;            /* the deployment's code generation it runs */
-    int reconfiguring;       /* a RECONFIGURE is out, its answer awaited */
-    int recovering;          /* started to replace a replica that died */
-    uint64_t stop_since_ms;  /* loop time it was retired, or 0 */
-    uint64_t health_last_ms; /* loop time the last check was sent */
-    uint64_t health_sent_ms; /* loop time of the HEALTH awaiting an answer, or 0 */
-    int health_failures;     /* consecutive failed or timed-out checks */
-} rep;
-
-/* A config shared by whoever points into it: the controller (current) and
-   each deployment (the config it came from). A removed deployment drains
-   while a newer config is current; its own reference keeps its strings. */
-typedef struct cfg_ref {
-    cfg_config *cfg;
-    int refs;
-} cfg_ref;
-
-struct ctl_dep {
-    ctl_dep *next; /* in the controller's list */
-    ctl *c;
-    cfg_ref *ref;
-    int removing; /* not in the config any more: draining, then freed */
-    int seen;     /* scratch for ctl_apply */
-    int pending_closes;
-    const cfg_app *app;
-    const cfg_deployment *cfg;
-    router_pool *pool;
-    rep *reps;
-    int n_active; /* STARTING or RUNNING */
-    int n_running;
-    int gen_ready;     /* a replica of the current code became ready */
-    int deploy_failed; /* the current code never started: not retried */
-    int recovering;    /* the replicas being started replace crashed ones */
-    char last_error[512];
-    int start_failures;
-    double backoff_s;
-    uv_timer_t restart_timer;
-    int config_gen;    /* bumped by each live change of user_config */
-    int code_gen;      /* bumped when the plugin (path or file) or init_args change */
-    char *code_key;    /* what code_gen stands for: plugin, mtime, size, init_args */
-    char message[512]; /* why the deployment is unhealthy, or "" */
-    uv_timer_t health_timer;
-    /* Autoscaling (when autoscaling_config is set): the policy's state, its
-       current target and last decision, and the sampling timer. */
-    as_state as;
-    int as_target;
-    as_decision as_last;
-    uv_timer_t as_timer;
-};
-
-struct ctl {
-    uv_loop_t *loop;
-    cfg_config *cfg;
-    char *exe;
-    router *router;
-    admin *admin;
-    double deployed_time_s;
-    ctl_dep *deps; /* list */
-    cfg_ref *cur;  /* the current config (c->cfg is cur->cfg) */
-    uv_signal_t sigint, sigterm;
-    uv_timer_t kill_timer;
-    ctl_done_cb done;
-    void *done_arg;
-    int stopping; /* 0 serving, 1 draining the router, 2 stopping replicas */
-    int finished;
-    int all_ready_logged;
-    int initial_done; /* every deployment of the first config ran once */
-    int exit_code;
-    int n_reps;
-    int pending_closes;
-    uint64_t id_seed, id_counter;
-};
-
 static void reconcile(ctl_dep *d);
 static void maybe_finish(ctl *c);
 
-/* How many replicas the deployment should have now. */
-static int dep_target(const ctl_dep *d)
-{
-    if (d->removing) return 0;
-    return d->cfg->autoscaling.enabled ? d->as_target : d->cfg->num_replicas;
-}
 static ctl_dep *add_deployment(ctl *c, const cfg_app *a, const cfg_deployment *cfg, cfg_ref *ref);
 static void remove_deployment(ctl_dep *d);
 static void dep_close(ctl_dep *d);
 static void dep_release(ctl_dep *d);
 static void update_autoscaling(ctl_dep *d);
-static json_t *autoscaling_status(const ctl_dep *d);
 
 static cfg_ref *cfg_ref_new(cfg_config *cfg)
 {
@@ -169,6 +71,8 @@ static void rep_unref(rep *p)
 {
     if (--p->refs > 0) return;
     ctl_dep *d = p->dep;
+    metrics_hist_add(&d->latency_gone, &p->latency); /* its requests still count */
+    metrics_hist_add(&d->batch_gone, &p->batch);
     for (rep **pp = &d->reps; *pp; pp = &(*pp)->next)
         if (*pp == p) {
             *pp = p->next;
@@ -218,7 +122,7 @@ static void log_if_all_ready(ctl *c)
 {
     if (c->all_ready_logged) return;
     for (const ctl_dep *d = c->deps; d; d = d->next)
-        if (!d->removing && d->n_running < dep_target(d)) return;
+        if (!d->removing && d->n_running < ctl__dep_target(d)) return;
     c->all_ready_logged = 1;
     c->initial_done = 1;
     char host[300];
@@ -358,12 +262,27 @@ static void on_ready(rep *p, const ipc_frame *f)
     log_if_all_ready(c);
 }
 
+/* A replica's counters since it started: the latest replace the last. */
+static void on_stats(rep *p, const ipc_frame *f)
+{
+    json_t *doc = json_loadb(f->payload, f->len, 0, NULL);
+    if (metrics_hist_from_json(json_object_get(doc, "latency"), &metrics_latency_buckets,
+                               &p->latency) != 0 ||
+        metrics_hist_from_json(json_object_get(doc, "batch"), &metrics_batch_buckets, &p->batch) !=
+            0)
+        log_warn("%s/%s: replica %s sent malformed stats", p->dep->app->name, p->dep->cfg->name,
+                 p->id);
+    json_decref(doc);
+}
+
 static void on_control_frame(ipc_conn *conn, const ipc_frame *f)
 {
     rep *p = ipc_conn_data(conn);
     ctl_dep *d = p->dep;
     if (f->type == IPC_READY && p->state == REP_STARTING) {
         on_ready(p, f);
+    } else if (f->type == IPC_STATS) {
+        on_stats(p, f);
     } else if (f->type == IPC_RECONFIGURED) {
         on_reconfigured(p, f);
     } else if (f->type == IPC_HEALTH_RESULT) {
@@ -636,6 +555,8 @@ static int spawn_one(ctl_dep *d)
     }
     log_info("%s/%s: replica %s starting (pid %d)", d->app->name, d->cfg->name, d->reps->id,
              d->reps->proc.pid);
+    d->starts++;
+    d->restarts += d->reps->recovering;
     return 0;
 }
 
@@ -649,7 +570,7 @@ static int spawn_one(ctl_dep *d)
  */
 static void reconcile(ctl_dep *d)
 {
-    int target = dep_target(d);
+    int target = ctl__dep_target(d);
     int surge = target / 5 > 1 ? target / 5 : 1;
     int current = 0, old = 0;
     rep *p, *next;
@@ -964,78 +885,6 @@ int ctl_delete_all(ctl *c, char *err, size_t errlen)
     return ctl_apply(c, next, err, errlen);
 }
 
-/* ---- Status ------------------------------------------------------------ */
-
-static json_t *replica_status(const rep *p)
-{
-    const char *state = rep_state_names[p->state];
-    if (p->state == REP_STARTING && p->recovering) state = "RECOVERING";
-    if (p->state == REP_RUNNING && p->reconfiguring) state = "UPDATING";
-    return json_pack("{s:s, s:s, s:i, s:f}", "replica_id", p->id, "state", state, "pid",
-                     p->proc.pid, "start_time_s", p->start_time_s);
-}
-
-/* HEALTHY when every replica runs; UPDATING while some start. */
-static json_t *deployment_status(const ctl_dep *d)
-{
-    json_t *reps = json_array();
-    for (const rep *p = d->reps; p; p = p->next) json_array_append_new(reps, replica_status(p));
-    int at_target = d->n_running == dep_target(d) && d->n_active == dep_target(d);
-    const char *status = d->deploy_failed ? "DEPLOY_FAILED"
-                         : d->message[0]  ? "UNHEALTHY"
-                         : at_target      ? "HEALTHY"
-                                          : "UPDATING";
-    return json_pack("{s:s, s:s, s:s, s:i, s:o, s:o}", "name", d->cfg->name, "status", status,
-                     "message", d->message, "target_num_replicas", dep_target(d), "autoscaling",
-                     autoscaling_status(d), "replicas", reps);
-}
-
-/* The app's object from the config document as it was deployed. */
-static json_t *deployed_app_config(const ctl *c, size_t index)
-{
-    json_t *root = json_loads(c->cfg->source_json, 0, NULL);
-    json_t *app = json_incref(json_array_get(json_object_get(root, "applications"), index));
-    json_decref(root);
-    return app ? app : json_null();
-}
-
-static json_t *app_status(const ctl *c, size_t index)
-{
-    const cfg_app *a = &c->cfg->apps[index];
-    json_t *deps = json_object();
-    int running = 1, unhealthy = 0, failed = 0;
-    for (const ctl_dep *d = c->deps; d; d = d->next) {
-        if (d->app != a || d->removing) continue;
-        running &= d->n_running >= dep_target(d);
-        unhealthy |= d->message[0] != '\0';
-        failed |= d->deploy_failed;
-        json_object_set_new(deps, d->cfg->name, deployment_status(d));
-    }
-    const char *status = c->stopping ? "DELETING"
-                         : failed    ? "DEPLOY_FAILED"
-                         : unhealthy ? "UNHEALTHY"
-                         : running   ? "RUNNING"
-                                     : "DEPLOYING";
-    return json_pack("{s:s, s:s, s:s, s:s, s:f, s:o, s:o}", "name", a->name, "route_prefix",
-                     a->route_prefix, "status", status, "message", "", "last_deployed_time_s",
-                     c->deployed_time_s, "deployed_app_config", deployed_app_config(c, index),
-                     "deployments", deps);
-}
-
-json_t *ctl_status(const ctl *c)
-{
-    json_t *apps = json_object();
-    for (size_t i = 0; i < c->cfg->n_apps; i++)
-        json_object_set_new(apps, c->cfg->apps[i].name, app_status(c, i));
-    const cfg_config *k = c->cfg; /* the token is never shown */
-    return json_pack("{s:{s:i}, s:{s:s, s:i, s:f, s:i, s:i, s:b}, s:{s:s, s:i}, s:o}",
-                     "controller_info", "pid", (int)getpid(), "http_options", "host", k->http_host,
-                     "port", k->http_port, "request_timeout_s", k->request_timeout_s,
-                     "max_body_bytes", k->max_body_bytes, "max_header_bytes", k->max_header_bytes,
-                     "access_log", k->access_log, "admin", "host", k->admin_host, "port",
-                     k->admin_port, "applications", apps);
-}
-
 /* ---- Start ------------------------------------------------------------- */
 
 /* One pool per deployment; routes point at each application's ingress. */
@@ -1119,16 +968,6 @@ static void update_autoscaling(ctl_dep *d)
     double s = a->metrics_interval_s < CTL_AS_SAMPLE_S ? a->metrics_interval_s : CTL_AS_SAMPLE_S;
     uint64_t ms = (uint64_t)(s * 1000) ? (uint64_t)(s * 1000) : 1;
     uv_timer_start(&d->as_timer, on_autoscale_tick, ms, ms);
-}
-
-static json_t *autoscaling_status(const ctl_dep *d)
-{
-    if (!d->cfg->autoscaling.enabled) return json_null();
-    const cfg_autoscaling *a = &d->cfg->autoscaling;
-    return json_pack("{s:i, s:i, s:i, s:i, s:f, s:s}", "target", d->as_target, "desired",
-                     d->as_last.desired, "min_replicas", a->min_replicas, "max_replicas",
-                     a->max_replicas, "metric", d->as_last.metric, "last_decision",
-                     d->as_last.reason);
 }
 
 /* A deployment object for `cfg` of app `a` (which live in ref's config),

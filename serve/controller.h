@@ -13,6 +13,7 @@
 #define SERVE_CONTROLLER_H
 
 #include <stddef.h>
+#include <stdio.h>
 #include <uv.h>
 
 #include <jansson.h>
@@ -39,6 +40,10 @@ int ctl_start(uv_loop_t *loop, cfg_config *cfg, const char *exe, ctl_done_cb don
    shape: applications with status, deployed config and deployments, each
    with its replicas (id, state, pid, start time). A new reference. */
 json_t *ctl_status(const ctl *c);
+
+/* Write every metric (the proxy's and the deployments') in the Prometheus
+   text format: what the admin API serves at /metrics. */
+void ctl_write_metrics(const ctl *c, FILE *f);
 
 /*
  * Apply a new config to the running controller (ownership of `next`
