@@ -9,6 +9,7 @@ packages=(
   libopenblas-dev                              # the example models
   gnuplot-nox                                  # the autoscaling demo's chart
   libcriterion-dev libcurl4-openssl-dev curl   # tests
+  prometheus chromium                          # tests: promtool and a scrape; the dashboard
 )
 
 missing=()
