@@ -44,6 +44,7 @@ typedef enum ipc_type {
     IPC_INIT = 1,          /* ctl -> replica: JSON {app, deployment, plugin, replica_id,
                               init_args, user_config, max_ongoing_requests,
                               bindings: [{name, app, deployment}],
+                              logging: {level, encoding, dir?},
                               batching?: {max_batch_size, batch_wait_timeout_s}} */
     IPC_READY = 2,         /* replica -> ctl: init done, serving; JSON {inputs,
                               outputs}, the declared tensors (infer_specs_json) */
@@ -58,6 +59,7 @@ typedef enum ipc_type {
     IPC_STATS = 9,         /* replica -> ctl: its histograms since it started, JSON
                               {latency, batch} (metrics_hist_to_json), sent about
                               once a second while it serves and once as it stops */
+    IPC_LOGGING = 10,      /* ctl -> replica: JSON {level, encoding}, a live change */
     /* data channel */
     IPC_REQUEST = 16,       /* router -> replica: encoded serve_request; flag
                                IPC_FLAG_INFER: a v2 infer request */

@@ -354,6 +354,6 @@ void serve_log(const serve_context *ctx, serve_log_level level, const char *fmt,
     if (lvl < log_min_level || lvl > LOG_ERROR) return;
     va_list ap;
     va_start(ap, fmt);
-    log_vwrite(lvl, ctx ? ctx->log_tag : NULL, fmt, ap);
+    log_vwrite(lvl, NULL, fmt, ap); /* the process's fields are this replica's */
     va_end(ap);
 }

@@ -35,7 +35,6 @@ struct serve_context {
     char *app;
     char *deployment;
     char *replica_id;
-    char *log_tag;                /* "app/deployment#id" */
     struct serve_handle *handles; /* bound in the config (handles.c) */
     size_t n_handles;
 };

@@ -16,6 +16,7 @@
  */
 #include "replica/replica.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <jansson.h>
 #include <pthread.h>
@@ -247,7 +248,9 @@ static void run_job(replica *r, uint64_t id, uint8_t flags, const char *payload,
     if (it.runnable) {
         pthread_rwlock_rdlock(&r->plugin_lock);
         api_clear_error();
+        log_set_request_id(it.req.request_id); /* what the plugin logs carries it */
         rc = r->plugin.dep->handle(r->state, &it.req, &it.res);
+        log_set_request_id(NULL);
         pthread_rwlock_unlock(&r->plugin_lock);
     }
     item_finish(&it, rc, failure_reason("the deployment's handle failed"), r->ctx.app);
@@ -708,6 +711,34 @@ static int bind_handles(replica *r, json_t *list)
     return 0;
 }
 
+/* Take the level and encoding of a logging object {level, encoding}
+   (INIT's, or a LOGGING frame's when the config changes them). */
+static void apply_logging(const json_t *logging)
+{
+    const char *level = json_string_value(json_object_get(logging, "level"));
+    const char *encoding = json_string_value(json_object_get(logging, "encoding"));
+    int v;
+    if (level && (v = log_level_parse(level)) >= 0) log_min_level = (log_level)v;
+    if (encoding && (v = log_encoding_parse(encoding)) >= 0) log_encoding_in_use = (log_encoding)v;
+}
+
+/* Our own log file in the logs folder: replica_<app>_<deployment>_<id>.log,
+   with anything but letters, digits, '-' and '.' in the names made '_'. */
+static void open_log_file(replica *r, const char *dir)
+{
+    if (!dir) return;
+    char name[512];
+    int n = snprintf(name, sizeof(name), "replica_%s_%s_%s.log", r->ctx.app, r->ctx.deployment,
+                     r->ctx.replica_id);
+    for (int i = 0; i < n && (size_t)i < sizeof(name); i++)
+        if (!isalnum((unsigned char)name[i]) && name[i] != '-' && name[i] != '.') name[i] = '_';
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    int rc = log_open_file(path);
+    if (rc < 0)
+        log_warn("cannot open the log file %s: %s; logging to stderr only", path, strerror(-rc));
+}
+
 /* Parse INIT's JSON and start loading the plugin on the thread pool. */
 static int handle_init(replica *r, const ipc_frame *f)
 {
@@ -726,15 +757,18 @@ static int handle_init(replica *r, const ipc_frame *f)
     r->batch_wait_ns =
         (uint64_t)(json_number_value(json_object_get(batching, "batch_wait_timeout_s")) * 1e9);
     int rc = bind_handles(r, json_object_get(msg, "bindings"));
+    json_t *logging = json_incref(json_object_get(msg, "logging"));
     json_decref(msg);
     if (rc != 0) return rc;
     if (!r->ctx.app || !r->ctx.deployment || !r->ctx.replica_id || !r->plugin_path ||
-        !r->init_args || r->max_ongoing < 1 || r->batch_max < 0)
+        !r->init_args || r->max_ongoing < 1 || r->batch_max < 0) {
+        json_decref(logging);
         return -EPROTO;
-    if (asprintf(&r->ctx.log_tag, "replica %s/%s#%s", r->ctx.app, r->ctx.deployment,
-                 r->ctx.replica_id) < 0)
-        return -ENOMEM;
-    log_set_tag(r->ctx.log_tag);
+    }
+    log_set_process(&(log_fields){"replica", r->ctx.app, r->ctx.deployment, r->ctx.replica_id});
+    apply_logging(logging);
+    open_log_file(r, json_string_value(json_object_get(logging, "dir")));
+    json_decref(logging);
     r->phase = PHASE_INITIALIZING;
     r->init_work.data = r;
     return uv_queue_work(&r->loop, &r->init_work, init_work, init_done);
@@ -856,6 +890,10 @@ static void on_control_frame(ipc_conn *c, const ipc_frame *f)
         handle_reconfigure(r, f);
     } else if (f->type == IPC_HEALTH) {
         handle_health(r);
+    } else if (f->type == IPC_LOGGING) {
+        json_t *logging = json_loadb(f->payload, f->len, 0, NULL);
+        apply_logging(logging);
+        json_decref(logging);
     } else {
         log_warn("unexpected control frame type %d; ignored", f->type);
     }
@@ -906,7 +944,6 @@ static void replica_free(replica *r)
     free(r->ctx.app);
     free(r->ctx.deployment);
     free(r->ctx.replica_id);
-    free(r->ctx.log_tag);
     calls_unbind_all(&r->ctx);
     calls_destroy(&r->calls);
     free(r->plugin_path);
@@ -956,7 +993,7 @@ int replica_main(void)
     signal(SIGINT, SIG_IGN);
     signal(SIGPIPE, SIG_IGN);
     prctl(PR_SET_PDEATHSIG, SIGTERM);
-    log_set_tag("replica");
+    log_set_process(&(log_fields){.component = "replica"});
     if (!channels_present()) { /* before libuv takes those fd numbers */
         log_error("no replica channels on fds %d and %d: replicas are started by `serve run`, "
                   "not by hand",

@@ -69,6 +69,7 @@
 #define ROUTER_MAX_TIMEOUT_S    (7 * 24 * 3600.0)
 #define ROUTER_DISCARD_LIMIT    (1u << 20) /* body read past a 413 before we hang up */
 #define ROUTER_BODY_PRESIZE     (1u << 20) /* body bytes reserved from Content-Length */
+#define ROUTER_LOG_FIELDS       ((log_fields){.component = "proxy"})
 
 typedef enum rq_state { RQ_NEW, RQ_BODY, RQ_ROUTED, RQ_ANSWERED } rq_state;
 
@@ -265,26 +266,27 @@ static rreq *slot_find(router *r, uint64_t id)
 
 /* ---- Access log -------------------------------------------------------- */
 
-/* Lines are collected during a loop turn and written with one write(2). */
+/* Lines are collected during a loop turn and written with one write(2)
+   per destination. */
 static void on_log_flush(uv_prepare_t *h)
 {
     router *r = h->data;
     uv_prepare_stop(h);
-    size_t off = 0;
-    while (off < r->access_log.len) {
-        ssize_t n = write(STDERR_FILENO, r->access_log.data + off, r->access_log.len - off);
-        if (n <= 0) break;
-        off += (size_t)n;
-    }
+    log_emit(r->access_log.data, r->access_log.len);
     r->access_log.len = 0;
 }
 
-static void access_log_line(router *r, const char *fmt, ...)
+/* One access line: the request's deployment, replica and id as fields,
+   what happened as the message ("GET /x 200 0.412ms"). */
+static void access_log_line(const rreq *rq, const char *fmt, ...)
 {
+    router *r = rq->r;
     char line[ROUTER_ACCESS_LINE];
+    log_fields f = {"access", rq->pool ? rq->pool->app : NULL, rq->pool ? rq->pool->dep : NULL,
+                    rq->replica_id[0] ? rq->replica_id : NULL, rq->request_id};
     va_list ap;
     va_start(ap, fmt);
-    size_t n = log_format(line, sizeof(line), LOG_INFO, "access", fmt, ap);
+    size_t n = log_format(line, sizeof(line), LOG_INFO, &f, fmt, ap);
     va_end(ap);
     ipc_buf_put(&r->access_log, line, n);
     uv_prepare_start(&r->log_flusher, on_log_flush);
@@ -292,12 +294,9 @@ static void access_log_line(router *r, const char *fmt, ...)
 
 static void log_request(const rreq *rq)
 {
-    router *r = rq->r;
-    if (!r->opts.access_log || log_min_level > LOG_INFO || !rq->url) return;
-    double ms = (double)(uv_hrtime() - rq->start_ns) / 1e6;
-    access_log_line(r, "%s %.512s %d %.3fms replica=%s id=%s", rq->method, rq->url,
-                    rq->status ? rq->status : 0, ms, rq->replica_id[0] ? rq->replica_id : "-",
-                    rq->request_id);
+    if (!rq->r->opts.access_log || log_min_level > LOG_INFO || !rq->url) return;
+    access_log_line(rq, "%s %.512s %d %.3fms", rq->method, rq->url, rq->status,
+                    (double)(uv_hrtime() - rq->start_ns) / 1e6);
 }
 
 /* Count an HTTP request as it completes. One never answered (the client
@@ -697,12 +696,8 @@ static void call_release(rreq *rq)
 
 static void log_call(const rreq *rq)
 {
-    router *r = rq->r;
-    if (!r->opts.access_log || log_min_level > LOG_INFO) return;
-    double ms = (double)(uv_hrtime() - rq->start_ns) / 1e6;
-    access_log_line(r, "CALL %s/%s %d %.3fms replica=%s id=%s", rq->pool ? rq->pool->app : "-",
-                    rq->pool ? rq->pool->dep : "-", rq->status, ms,
-                    rq->replica_id[0] ? rq->replica_id : "-", rq->request_id);
+    if (!rq->r->opts.access_log || log_min_level > LOG_INFO) return;
+    access_log_line(rq, "CALL %d %.3fms", rq->status, (double)(uv_hrtime() - rq->start_ns) / 1e6);
 }
 
 /* The call's final answer is in: it counts once, and the caller lets go. */
@@ -1515,7 +1510,7 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
     char line[512];
     vsnprintf(line, sizeof(line), fmt, ap);
     line[strcspn(line, "\n")] = '\0';
-    log_warn("http: %s", line);
+    if (LOG_WARN >= log_min_level) log_write(LOG_WARN, &ROUTER_LOG_FIELDS, "http: %s", line);
 }
 
 /* ---- Starting ---------------------------------------------------------- */
@@ -1621,7 +1616,8 @@ static void on_drain_timeout(uv_timer_t *h)
 {
     router *r = h->data;
     if (r->active > 0) {
-        log_warn("drain timed out with %zu requests unfinished; answering them 503", r->active);
+        log_write(LOG_WARN, &ROUTER_LOG_FIELDS,
+                  "drain timed out with %zu requests unfinished; answering them 503", r->active);
         fail_all(r, 503, "draining: the server is shutting down");
         httpd_wake(r->http);
     }

@@ -30,6 +30,8 @@
 
 #include <jansson.h>
 
+#include "common/log.h"
+
 #define CFG_PATH_LEN      256         /* longest JSON path kept for messages */
 #define CFG_MAX_PORT      65535       /* TCP ports are 16-bit */
 #define CFG_MAX_REPLICAS  1024        /* sanity bound on a fixed replica count */
@@ -111,6 +113,8 @@ typedef struct cfg__kind {
 
 static const char *check_route_prefix(const char *s);
 static const char *check_deployment_name(const char *s);
+static const char *check_log_level(const char *s);
+static const char *check_log_encoding(const char *s);
 static int finish_autoscaling(cfg__ctx *ctx, void *base, json_t *json, const char *path);
 static int finish_deployment(cfg__ctx *ctx, void *base, json_t *json, const char *path);
 static void release_deployment(void *base);
@@ -147,6 +151,19 @@ static const cfg__kind batching_kind = {batching_fields, ARRAY_LEN(batching_fiel
                                         sizeof(cfg_batching), offsetof(cfg_batching, enabled),
                                         NULL};
 
+/* logging_config: every field at the top level, level and encoding below. */
+#define LOGGING_ROWS                                                                               \
+    ROW("log_level", T_STRING, cfg_logging, log_level, .check = check_log_level),                  \
+        ROW("encoding", T_STRING, cfg_logging, encoding, .check = check_log_encoding)
+static const cfg__field logging_fields[] = {
+    LOGGING_ROWS,
+    ROW("logs_dir", T_STRING, cfg_logging, logs_dir, NONEMPTY),
+};
+static const cfg__kind logging_kind = {logging_fields, ARRAY_LEN(logging_fields), 0, -1, NULL};
+static const cfg__field scoped_logging_fields[] = {LOGGING_ROWS};
+static const cfg__kind scoped_logging_kind = {scoped_logging_fields,
+                                              ARRAY_LEN(scoped_logging_fields), 0, -1, NULL};
+
 static const cfg__field deployment_fields[] = {
     ROW("name", T_STRING, cfg_deployment, name, REQUIRED, NONEMPTY, .check = check_deployment_name),
     ROW("num_replicas", T_INT, cfg_deployment, num_replicas, DEF(1), GE(0), LE(CFG_MAX_REPLICAS)),
@@ -161,6 +178,7 @@ static const cfg__field deployment_fields[] = {
     ROW("health_check_timeout_s", T_DOUBLE, cfg_deployment, health_check_timeout_s, DEF(30), GT(0)),
     ROW("autoscaling_config", T_OBJECT, cfg_deployment, autoscaling, SUB(autoscaling_kind)),
     ROW("batching", T_OBJECT, cfg_deployment, batching, SUB(batching_kind)),
+    ROW("logging_config", T_OBJECT, cfg_deployment, logging, SUB(scoped_logging_kind)),
 };
 static const cfg__kind deployment_kind = {deployment_fields,      ARRAY_LEN(deployment_fields),
                                           sizeof(cfg_deployment), -1,
@@ -173,6 +191,7 @@ static const cfg__field app_fields[] = {
     ROW("ingress", T_STRING, cfg_app, ingress, NONEMPTY), /* default: see finish_app */
     ROW("deployments", T_ARRAY, cfg_app, deployments, COUNT(cfg_app, n_deployments),
         SUB(deployment_kind), REQUIRED, GE(1)),
+    ROW("logging_config", T_OBJECT, cfg_app, logging, SUB(scoped_logging_kind)),
 };
 static const cfg__kind app_kind = {app_fields, ARRAY_LEN(app_fields), sizeof(cfg_app), -1,
                                    finish_app};
@@ -200,6 +219,7 @@ static const cfg__kind admin_kind = {admin_fields, ARRAY_LEN(admin_fields), 0, -
 static const cfg__field config_fields[] = {
     {.name = "http_options", .type = T_OBJECT, .offset = 0, SUB(http_kind)},
     {.name = "admin", .type = T_OBJECT, .offset = 0, SUB(admin_kind)},
+    ROW("logging_config", T_OBJECT, cfg_config, logging, SUB(logging_kind)),
     ROW("applications", T_ARRAY, cfg_config, apps, COUNT(cfg_config, n_apps), SUB(app_kind),
         REQUIRED),
 };
@@ -275,6 +295,16 @@ static const char *check_deployment_name(const char *s)
         if (!alnum && !strchr(extra, c)) return "may only contain letters, digits, '_', '-', '.'";
     }
     return NULL;
+}
+
+static const char *check_log_level(const char *s)
+{
+    return log_level_parse(s) < 0 ? "must be DEBUG, INFO, WARNING, ERROR or OFF" : NULL;
+}
+
+static const char *check_log_encoding(const char *s)
+{
+    return log_encoding_parse(s) < 0 ? "must be TEXT or JSON" : NULL;
 }
 
 /* Check a number against a row's bounds; the message says the rule broken. */
@@ -1040,4 +1070,27 @@ int cfg_resolve_plugins_within(cfg_config *cfg, const char *search_path, char *e
             rc = -EPERM;
         }
     return rc;
+}
+
+/* The nearest of the three levels that sets field `off` of cfg_logging. */
+static const char *nearest(const cfg_config *cfg, const cfg_app *app, const cfg_deployment *dep,
+                           size_t off, const char *def)
+{
+    const cfg_logging *levels[] = {dep ? &dep->logging : NULL, app ? &app->logging : NULL,
+                                   &cfg->logging};
+    for (size_t i = 0; i < ARRAY_LEN(levels); i++) {
+        const char *v = levels[i] ? *(char *const *)((const char *)levels[i] + off) : NULL;
+        if (v) return v;
+    }
+    return def;
+}
+
+const char *cfg_log_level(const cfg_config *cfg, const cfg_app *app, const cfg_deployment *dep)
+{
+    return nearest(cfg, app, dep, offsetof(cfg_logging, log_level), "INFO");
+}
+
+const char *cfg_log_encoding(const cfg_config *cfg, const cfg_app *app, const cfg_deployment *dep)
+{
+    return nearest(cfg, app, dep, offsetof(cfg_logging, encoding), "TEXT");
 }

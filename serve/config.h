@@ -45,6 +45,17 @@ typedef struct cfg_batching {
 } cfg_batching;
 
 /*
+ * logging_config, as in Ray Serve: at the top level for every process, and
+ * on an application or a deployment for its replicas (the nearest level
+ * that sets a field wins). Fields not set are NULL.
+ */
+typedef struct cfg_logging {
+    char *log_level; /* "DEBUG", "INFO", "WARN" or "WARNING", "ERROR", "OFF" (any case) */
+    char *encoding;  /* "TEXT" or "JSON" (any case) */
+    char *logs_dir;  /* top level only: the log files' folder */
+} cfg_logging;
+
+/*
  * A handle binding: a top-level init_args value {"deployment": D} or
  * {"deployment": D, "app": A} gives the replica a handle named by its key
  * to deployment D of application A (by default its own application).
@@ -69,6 +80,7 @@ typedef struct cfg_deployment {
     cfg_batching batching;
     cfg_binding *bindings; /* from init_args, in key order */
     size_t n_bindings;
+    cfg_logging logging;
 } cfg_deployment;
 
 typedef struct cfg_app {
@@ -79,6 +91,7 @@ typedef struct cfg_app {
     char *ingress;      /* deployment receiving HTTP; default: the only one */
     cfg_deployment *deployments;
     size_t n_deployments;
+    cfg_logging logging;
 } cfg_app;
 
 typedef struct cfg_config {
@@ -91,6 +104,7 @@ typedef struct cfg_config {
     char *admin_host;         /* default "127.0.0.1" */
     int admin_port;           /* default 8265; 1..65535 */
     char *admin_auth_token;   /* NULL: none (the admin API must be on loopback) */
+    cfg_logging logging;      /* logs_dir NULL: a new session folder (see docs) */
     char *source_json;        /* the whole document, compact: deployed configs */
     cfg_app *apps;
     size_t n_apps;
@@ -143,6 +157,12 @@ void cfg_admin_token_from_env(cfg_config *cfg);
 
 /* Free a config and everything it owns. NULL is fine. */
 void cfg_free(cfg_config *cfg);
+
+/* The log level and encoding of a deployment's replicas (`app` and `dep`
+   may be NULL for the top level's): the nearest logging_config that sets
+   them, else "INFO" and "TEXT". */
+const char *cfg_log_level(const cfg_config *cfg, const cfg_app *app, const cfg_deployment *dep);
+const char *cfg_log_encoding(const cfg_config *cfg, const cfg_app *app, const cfg_deployment *dep);
 
 /* Find a deployment of `app` by name, or NULL. */
 const cfg_deployment *cfg_app_deployment(const cfg_app *app, const char *name);

@@ -156,12 +156,12 @@ static void on_reconfigured(rep *p, const ipc_frame *f)
         /* The plugin refused it: the deployment is unhealthy with its
            message, and the replica keeps its previous config. */
         snprintf(d->message, sizeof(d->message), "%.*s", (int)f->len, f->payload);
-        log_error("%s/%s: replica %s: %s", d->app->name, d->cfg->name, p->id, d->message);
+        dlog_error(d, "replica %s: %s", p->id, d->message);
         p->config_gen = gen; /* do not retry the same config */
         return;
     }
     p->config_gen = gen;
-    log_info("%s/%s: replica %s reconfigured", d->app->name, d->cfg->name, p->id);
+    dlog_info(d, "replica %s reconfigured", p->id);
     send_user_config(p);
 }
 
@@ -185,11 +185,11 @@ static void health_result(rep *p, const char *error)
         return;
     }
     snprintf(d->message, sizeof(d->message), CTL_HEALTH_PREFIX "replica %s: %s", p->id, error);
-    log_warn("%s/%s: replica %s failed a health check (%d in a row): %s", d->app->name,
-             d->cfg->name, p->id, p->health_failures + 1, error);
+    dlog_warn(d, "replica %s failed a health check (%d in a row): %s", p->id,
+              p->health_failures + 1, error);
     if (++p->health_failures < CTL_HEALTH_FAILURES || p->state != REP_RUNNING) return;
-    log_error("%s/%s: replica %s failed %d health checks in a row; replacing it", d->app->name,
-              d->cfg->name, p->id, CTL_HEALTH_FAILURES);
+    dlog_error(d, "replica %s failed %d health checks in a row; replacing it", p->id,
+               CTL_HEALTH_FAILURES);
     uv_process_kill(&p->proc, SIGKILL);
 }
 
@@ -203,9 +203,10 @@ static void on_health_tick(uv_timer_t *t)
     uint64_t grace_ms = (uint64_t)(d->cfg->graceful_shutdown_timeout_s * 1000);
     for (rep *p = d->reps; p; p = p->next) { /* health_result never frees p */
         if (p->state == REP_STOPPING && p->stop_since_ms && now - p->stop_since_ms >= grace_ms) {
-            log_warn("%s/%s: replica %s did not stop within graceful_shutdown_timeout_s; "
-                     "killing it",
-                     d->app->name, d->cfg->name, p->id);
+            dlog_warn(d,
+                      "replica %s did not stop within graceful_shutdown_timeout_s; "
+                      "killing it",
+                      p->id);
             p->stop_since_ms = 0;
             uv_process_kill(&p->proc, SIGKILL);
         }
@@ -245,8 +246,7 @@ static void on_ready(rep *p, const ipc_frame *f)
     int rc = router_add_backend(c->router, d->pool, p->data_fd, p->id, p, &p->backend);
     p->data_fd = -1;
     if (rc < 0) {
-        log_error("%s/%s: cannot route to replica %s: %s", d->app->name, d->cfg->name, p->id,
-                  uv_strerror(rc));
+        dlog_error(d, "cannot route to replica %s: %s", p->id, uv_strerror(rc));
         uv_process_kill(&p->proc, SIGKILL);
         return;
     }
@@ -257,7 +257,7 @@ static void on_ready(rep *p, const ipc_frame *f)
     d->gen_ready = 1;
     d->start_failures = 0;
     d->backoff_s = CTL_BACKOFF_MIN_S;
-    log_info("%s/%s: replica %s running (pid %d)", d->app->name, d->cfg->name, p->id, p->proc.pid);
+    dlog_info(d, "replica %s running (pid %d)", p->id, p->proc.pid);
     reconcile(d); /* a rolling update may now retire an old replica */
     log_if_all_ready(c);
 }
@@ -270,8 +270,7 @@ static void on_stats(rep *p, const ipc_frame *f)
                                &p->latency) != 0 ||
         metrics_hist_from_json(json_object_get(doc, "batch"), &metrics_batch_buckets, &p->batch) !=
             0)
-        log_warn("%s/%s: replica %s sent malformed stats", p->dep->app->name, p->dep->cfg->name,
-                 p->id);
+        dlog_warn(p->dep, "replica %s sent malformed stats", p->id);
     json_decref(doc);
 }
 
@@ -356,13 +355,12 @@ static void on_proc_exit(uv_process_t *proc, int64_t status, int signum)
     rep_state was = p->state;
     set_state(p, REP_EXITED);
     if (was == REP_STOPPING)
-        log_info("%s/%s: replica %s stopped", d->app->name, d->cfg->name, p->id);
+        dlog_info(d, "replica %s stopped", p->id);
     else if (signum)
-        log_warn("%s/%s: replica %s (pid %d) killed by signal %d (%s)", d->app->name, d->cfg->name,
-                 p->id, proc->pid, signum, strsignal(signum));
+        dlog_warn(d, "replica %s (pid %d) killed by signal %d (%s)", p->id, proc->pid, signum,
+                  strsignal(signum));
     else
-        log_warn("%s/%s: replica %s (pid %d) exited with status %" PRId64, d->app->name,
-                 d->cfg->name, p->id, proc->pid, status);
+        dlog_warn(d, "replica %s (pid %d) exited with status %" PRId64, p->id, proc->pid, status);
     if (p->backend) router_remove_backend(c->router, p->backend);
     if (p->data_fd >= 0) close(p->data_fd);
     p->data_fd = -1;
@@ -410,12 +408,12 @@ static json_t *batching_json(const cfg_deployment *cfg)
 
 static int send_init(ctl_dep *d, rep *p)
 {
-    json_t *msg =
-        json_pack("{s:s, s:s, s:s, s:s, s:s, s:s?, s:i, s:o, s:o*}", "app", d->app->name,
-                  "deployment", d->cfg->name, "plugin", d->app->plugin, "replica_id", p->id,
-                  "init_args", d->cfg->init_args_json, "user_config", d->cfg->user_config_json,
-                  "max_ongoing_requests", d->cfg->max_ongoing_requests, "bindings",
-                  bindings_json(d->cfg), "batching", batching_json(d->cfg));
+    json_t *msg = json_pack(
+        "{s:s, s:s, s:s, s:s, s:s, s:s?, s:i, s:o, s:o*, s:o}", "app", d->app->name, "deployment",
+        d->cfg->name, "plugin", d->app->plugin, "replica_id", p->id, "init_args",
+        d->cfg->init_args_json, "user_config", d->cfg->user_config_json, "max_ongoing_requests",
+        d->cfg->max_ongoing_requests, "bindings", bindings_json(d->cfg), "batching",
+        batching_json(d->cfg), "logging", ctl__replica_logging(d, 1));
     char *text = msg ? json_dumps(msg, JSON_COMPACT) : NULL;
     int rc = text ? ipc_conn_send(p->control, IPC_INIT, 0, text, strlen(text)) : -ENOMEM;
     free(text);
@@ -483,8 +481,7 @@ static int spawn_replica(ctl_dep *d)
         p->refs++;
         if (send_init(d, p) == 0) return 0;
     }
-    log_error("%s/%s: cannot talk to new replica %s; killing it", d->app->name, d->cfg->name,
-              p->id);
+    dlog_error(d, "cannot talk to new replica %s; killing it", p->id);
     uv_process_kill(&p->proc, SIGKILL);
     return 0;
 
@@ -535,7 +532,7 @@ static rep *oldest_outdated(ctl_dep *d)
 static void retire(rep *p, const char *why)
 {
     ctl_dep *d = p->dep;
-    log_info("%s/%s: replica %s stopping (%s)", d->app->name, d->cfg->name, p->id, why);
+    dlog_info(d, "replica %s stopping (%s)", p->id, why);
     rep_state was = p->state;
     set_state(p, REP_STOPPING);
     p->stop_since_ms = uv_now(d->c->loop);
@@ -549,12 +546,11 @@ static int spawn_one(ctl_dep *d)
 {
     int rc = spawn_replica(d);
     if (rc < 0) {
-        log_error("%s/%s: cannot start a replica: %s", d->app->name, d->cfg->name, uv_strerror(rc));
+        dlog_error(d, "cannot start a replica: %s", uv_strerror(rc));
         schedule_restart(d, REP_STOPPING);
         return rc;
     }
-    log_info("%s/%s: replica %s starting (pid %d)", d->app->name, d->cfg->name, d->reps->id,
-             d->reps->proc.pid);
+    dlog_info(d, "replica %s starting (pid %d)", d->reps->id, d->reps->proc.pid);
     d->starts++;
     d->restarts += d->reps->recovering;
     return 0;
@@ -639,6 +635,7 @@ static void close_done(ctl *c)
     int code = c->exit_code;
     cfg_ref_put(c->cur); /* deployments hold their own references */
     free(c->exe);
+    free(c->logs_dir);
     free(c);
     done(arg, code);
 }
@@ -717,7 +714,7 @@ static int differs(const char *x, const char *y)
     return (x == NULL) != (y == NULL) || (x && strcmp(x, y) != 0);
 }
 
-#define CTL_LIVE_FIELDS "applications and their deployments"
+#define CTL_LIVE_FIELDS "applications and their deployments, logging_config.log_level and encoding"
 
 /* Set err to "FIELD: ..." and return 1 when `changed`. */
 static int refuse(int changed, char *err, size_t errlen, const char *fmt, ...)
@@ -746,7 +743,9 @@ static int same_shape(const cfg_config *a, const cfg_config *b, char *err, size_
                err, errlen, "http_options") ||
         refuse(differs(a->admin_host, b->admin_host) || a->admin_port != b->admin_port ||
                    differs(a->admin_auth_token, b->admin_auth_token),
-               err, errlen, "admin"))
+               err, errlen, "admin") ||
+        refuse(differs(a->logging.logs_dir, b->logging.logs_dir), err, errlen,
+               "logging_config.logs_dir"))
         return 0;
     return 1;
 }
@@ -779,8 +778,7 @@ static void update_code_key(ctl_dep *d)
     if (d->code_key) {
         d->code_gen++;
         d->gen_ready = 0; /* the new code has to prove itself */
-        log_info("%s/%s: new code (plugin, init_args or batching): rolling update", d->app->name,
-                 d->cfg->name);
+        dlog_info(d, "new code (plugin, init_args or batching): rolling update");
     }
     free(d->code_key);
     d->code_key = key;
@@ -846,6 +844,7 @@ static void apply_config(ctl *c, cfg_config *next, cfg_ref *ref)
     if (setup_routes(c) != 0) log_error("cannot update the route table: out of memory");
     c->deployed_time_s = wall_clock_s();
     c->all_ready_logged = 0;
+    ctl__logs_apply(c);
     log_if_all_ready(c);
 }
 
@@ -914,11 +913,11 @@ static void warn_doubtful(const ctl_dep *d)
 {
     if (d->cfg->autoscaling.enabled &&
         d->cfg->autoscaling.target_ongoing_requests >= d->cfg->max_ongoing_requests)
-        log_warn("%s/%s: autoscaling_config.target_ongoing_requests (%g) >= "
-                 "max_ongoing_requests (%d): replicas never hold enough requests to scale up "
-                 "on their own (only queued ones can)",
-                 d->app->name, d->cfg->name, d->cfg->autoscaling.target_ongoing_requests,
-                 d->cfg->max_ongoing_requests);
+        dlog_warn(d,
+                  "autoscaling_config.target_ongoing_requests (%g) >= "
+                  "max_ongoing_requests (%d): replicas never hold enough requests to scale up "
+                  "on their own (only queued ones can)",
+                  d->cfg->autoscaling.target_ongoing_requests, d->cfg->max_ongoing_requests);
 }
 
 /* ---- Autoscaling ------------------------------------------------------- */
@@ -950,7 +949,7 @@ static void on_autoscale_tick(uv_timer_t *t)
     as_record(&d->as, &p, now, (double)router_pool_load(d->pool));
     d->as_last = as_decide(&d->as, &p, now, d->as_target);
     if (d->as_last.target == d->as_target) return;
-    log_info("%s/%s: autoscaling: %s", d->app->name, d->cfg->name, d->as_last.reason);
+    dlog_info(d, "autoscaling: %s", d->as_last.reason);
     d->as_target = d->as_last.target;
     reconcile(d);
 }
@@ -1010,8 +1009,7 @@ static ctl_dep *add_deployment(ctl *c, const cfg_app *a, const cfg_deployment *c
    new route table), its replicas drain and stop, and then it is freed. */
 static void remove_deployment(ctl_dep *d)
 {
-    log_info("%s/%s: not in the config any more; stopping its replicas", d->app->name,
-             d->cfg->name);
+    dlog_info(d, "not in the config any more; stopping its replicas");
     d->removing = 1; /* its tick now only enforces the stop deadline */
     router_pool_close(d->pool);
     uv_timer_stop(&d->restart_timer);
@@ -1074,6 +1072,8 @@ int ctl_start(uv_loop_t *loop, cfg_config *cfg, const char *exe, ctl_done_cb don
     c->done = done;
     c->done_arg = arg;
     c->id_seed = uv_hrtime() ^ ((uint64_t)getpid() << 40);
+    if ((rc = ctl__logs_open(c, err, errlen)) < 0) goto fail_router;
+    ctl__logs_apply(c);
     router_options ro = {.host = cfg->http_host,
                          .port = cfg->http_port,
                          .max_body_bytes = (size_t)cfg->max_body_bytes,
@@ -1116,6 +1116,7 @@ fail_started:
     *out = NULL;
     return rc;
 fail_router:
+    free(c->logs_dir);
     free(c->exe);
     free(c->cur); /* the wrapper only: cfg is freed below */
 fail_alloc:

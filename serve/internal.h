@@ -6,10 +6,12 @@
 #ifndef SERVE_INTERNAL_H
 #define SERVE_INTERNAL_H
 
+#include <jansson.h>
 #include <stdint.h>
 #include <uv.h>
 
 #include "autoscaler/autoscaler.h"
+#include "common/log.h"
 #include "common/metrics.h"
 #include "ipc/ipc.h"
 #include "router/router.h"
@@ -113,6 +115,7 @@ struct ctl {
     int n_reps;
     int pending_closes;
     uint64_t id_seed, id_counter;
+    char *logs_dir; /* absolute; NULL when logging to stderr only */
 };
 
 /* How many replicas the deployment should have now. */
@@ -121,4 +124,30 @@ static inline int ctl__dep_target(const ctl_dep *d)
     if (d->removing) return 0;
     return d->cfg->autoscaling.enabled ? d->as_target : d->cfg->num_replicas;
 }
+/* A line about deployment `d`: its application and deployment are fields
+   of the line ("controller app/dep: message" in text). */
+#define DLOG_AT(lvl, d, ...)                                                                       \
+    do {                                                                                           \
+        if ((lvl) >= log_min_level)                                                                \
+            log_write((lvl), &(log_fields){.app = (d)->app->name, .deployment = (d)->cfg->name},   \
+                      __VA_ARGS__);                                                                \
+    } while (0)
+#define dlog_info(d, ...)  DLOG_AT(LOG_INFO, d, __VA_ARGS__)
+#define dlog_warn(d, ...)  DLOG_AT(LOG_WARN, d, __VA_ARGS__)
+#define dlog_error(d, ...) DLOG_AT(LOG_ERROR, d, __VA_ARGS__)
+
+/* ---- logs.c ---------------------------------------------------------- */
+
+/* Create the logs folder (logging_config.logs_dir, or a session folder)
+   and log to serve.log in it. A logs_dir that cannot be made is an error
+   (-errno, message in err); a session folder that cannot, a warning. */
+int ctl__logs_open(ctl *c, char *err, size_t errlen);
+
+/* A deployment's replicas' {level, encoding[, dir]} (a new reference). */
+json_t *ctl__replica_logging(const ctl_dep *d, int with_dir);
+
+/* Apply the current config's logging: the controller's own level and
+   encoding, and a LOGGING frame to every replica. */
+void ctl__logs_apply(ctl *c);
+
 #endif

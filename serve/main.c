@@ -228,7 +228,7 @@ static int cmd_run(int argc, char **argv)
     raise_fd_limit();
     util_keep_freed_heap(); /* the proxy's request bodies */
     signal(SIGPIPE, SIG_IGN);
-    log_set_tag("controller");
+    log_set_process(&(log_fields){.component = "controller"});
 
     uv_loop_t loop;
     uv_loop_init(&loop);

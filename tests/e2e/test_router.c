@@ -270,7 +270,7 @@ static unsigned char *binary_body(size_t n)
     return p;
 }
 
-/* The access log lines ("access: ...") of the log whose request id is
+/* The access log lines ("access app/dep#replica req=ID: ...") of the log whose request id is
    `id` (NULL: all of them), copied (newline-separated) into `out`; returns how many. */
 static int access_lines(const h_serve *s, const char *id, char *out, size_t size)
 {
@@ -278,11 +278,10 @@ static int access_lines(const h_serve *s, const char *id, char *out, size_t size
     int n = 0;
     size_t used = 0;
     if (size) out[0] = '\0';
-    snprintf(needle, sizeof(needle), " id=%s", id ? id : "");
+    snprintf(needle, sizeof(needle), " req=%s: ", id ? id : "");
     for (char *line = strtok_r(log, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-        if (!strstr(line, " access: ")) continue;
-        char *at = strstr(line, needle);
-        if (id && (!at || at[strlen(needle)] != '\0')) continue;
+        if (!strstr(line, " INFO  access ")) continue;
+        if (id && !strstr(line, needle)) continue;
         n++;
         int k = snprintf(out + used, size - used, "%s\n", line);
         if (k > 0 && used + (size_t)k < size) used += (size_t)k;
@@ -579,7 +578,7 @@ Test(queueing, a_client_that_disconnects_cancels_its_queued_request)
     char lines[2048];
     int n = wait_access_lines(s, "gone-B", 1, lines, sizeof(lines));
     cr_expect_eq(n, 1, "expected one access line for B, got %d:\n%s\n%s", n, lines, LOG(s));
-    cr_expect(strstr(lines, " 499 ") && strstr(lines, "replica=-"),
+    cr_expect(strstr(lines, " 499 ") && !strchr(lines, '#'),
               "B's access line must say 499 and no replica: %s", lines);
     bg_free(&a, 1);
     bg_free(&b, 1);
@@ -866,7 +865,7 @@ Test(access_log, one_line_per_request_with_method_path_status_replica_and_id)
     get_expect_h(s, "/echo/a/b?x=1", get_h, 200, &r);
     json_t *obj = body_json(s, &r);
     char replica[128];
-    snprintf(replica, sizeof(replica), "replica=%s ", jstr(obj, "replica_id"));
+    snprintf(replica, sizeof(replica), "#%s ", jstr(obj, "replica_id"));
     json_decref(obj);
     h_response_free(&r);
     request_ok(s, "POST", "/echo/p", post_h, "xyz", 3, &r);
@@ -881,9 +880,9 @@ Test(access_log, one_line_per_request_with_method_path_status_replica_and_id)
     static const struct {
         const char *id, *want;
     } cases[] = {
-        {"acc-get", " access: GET /echo/a/b 200 "},
-        {"acc-post", " access: POST /echo/p 200 "},
-        {"acc-404", " access: GET /nope 404 "},
+        {"acc-get", ": GET /echo/a/b 200 "},
+        {"acc-post", ": POST /echo/p 200 "},
+        {"acc-404", ": GET /nope 404 "},
     };
     char lines[4096];
     for (size_t i = 0; i < 3; i++) {
@@ -904,7 +903,7 @@ Test(access_log, one_line_per_request_with_method_path_status_replica_and_id)
     cr_expect(strstr(lines, replica), "the access line must name the replica (%s): %s", replica,
               lines);
     access_lines(s, "acc-404", lines, sizeof(lines));
-    cr_expect(strstr(lines, "replica=- "), "a 404 has no replica: %s", lines);
+    cr_expect(!strchr(lines, '#'), "a 404 has no replica: %s", lines);
     int n = wait_access_lines(s, gen, 1, lines, sizeof(lines));
     cr_expect_eq(n, 1, "the generated id %s: %d access lines\n%s", gen, n, LOG(s));
 }

@@ -1243,3 +1243,51 @@ Test(bindings, a_binding_object_has_only_deployment_and_app)
     expect_error(TWO_DEPS("{'b': {'deployment': 'B', 'app': ''}}", "{}"),
                  "applications[0].deployments[0].init_args.b.app: must be a non-empty string");
 }
+
+/* ---------------------------------------------------------------------- */
+/* logging_config                                                         */
+/* ---------------------------------------------------------------------- */
+
+Test(config_logging, without_logging_config_replicas_log_info_as_text)
+{
+    cfg_config *cfg = parse_ok(ONE_DEP(""));
+    cr_assert_str_eq(cfg_log_level(cfg, &cfg->apps[0], &cfg->apps[0].deployments[0]), "INFO");
+    cr_assert_str_eq(cfg_log_encoding(cfg, NULL, NULL), "TEXT");
+    cr_assert_null(cfg->logging.logs_dir);
+    cfg_free(cfg);
+}
+
+Test(config_logging, the_nearest_level_that_sets_a_field_wins)
+{
+    cfg_config *cfg = parse_ok(
+        "{'logging_config': {'log_level': 'WARNING', 'encoding': 'JSON', 'logs_dir': '/x'},"
+        " 'applications': [{'name': 'a', 'plugin': 'a.so', 'logging_config': {'log_level': "
+        "'error'}, 'deployments': [{'name': 'd', 'logging_config': {'log_level': 'DEBUG'}},"
+        " {'name': 'e'}, {'name': 'f', 'logging_config': {'encoding': 'text'}}], 'ingress': 'd'},"
+        " {'name': 'b', 'route_prefix': '/b', 'plugin': 'b.so', 'deployments': [{'name': 'd'}]}]}");
+    const cfg_app *a = &cfg->apps[0], *b = &cfg->apps[1];
+    cr_assert_str_eq(cfg_log_level(cfg, a, &a->deployments[0]), "DEBUG");
+    cr_assert_str_eq(cfg_log_level(cfg, a, &a->deployments[1]), "error");
+    cr_assert_str_eq(cfg_log_level(cfg, b, &b->deployments[0]), "WARNING");
+    cr_assert_str_eq(cfg_log_encoding(cfg, a, &a->deployments[0]), "JSON");
+    cr_assert_str_eq(cfg_log_encoding(cfg, a, &a->deployments[2]), "text");
+    cr_assert_str_eq(cfg->logging.logs_dir, "/x");
+    cfg_free(cfg);
+}
+
+Test(config_logging, an_unknown_level_is_refused_with_the_field_named)
+{
+    expect_error(ONE_DEP(", 'logging_config': {'log_level': 'LOUD'}"),
+                 "applications[0].deployments[0].logging_config.log_level: must be DEBUG, INFO, "
+                 "WARNING, ERROR or OFF");
+    expect_error("{'logging_config': {'encoding': 'XML'}, 'applications': []}",
+                 "logging_config.encoding: must be TEXT or JSON");
+}
+
+Test(config_logging, logs_dir_is_only_a_top_level_field)
+{
+    expect_error(ONE_DEP(", 'logging_config': {'logs_dir': '/tmp'}"),
+                 "applications[0].deployments[0].logging_config.logs_dir: unknown field");
+    expect_error("{'logging_config': {'logs_dir': ''}, 'applications': []}",
+                 "logging_config.logs_dir: must not be empty");
+}
