@@ -1072,8 +1072,8 @@ int ctl_start(uv_loop_t *loop, cfg_config *cfg, const char *exe, ctl_done_cb don
     c->done = done;
     c->done_arg = arg;
     c->id_seed = uv_hrtime() ^ ((uint64_t)getpid() << 40);
+    ctl__logs_apply(c); /* level and encoding first: they apply to the lines below */
     if ((rc = ctl__logs_open(c, err, errlen)) < 0) goto fail_router;
-    ctl__logs_apply(c);
     router_options ro = {.host = cfg->http_host,
                          .port = cfg->http_port,
                          .max_body_bytes = (size_t)cfg->max_body_bytes,

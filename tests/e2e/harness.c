@@ -276,18 +276,22 @@ int h_serve_write_apps(h_serve *s, const char *apps_fmt, ...)
 }
 
 /* A copy of our environment with SERVE_PLUGIN_PATH pointing at the build
-   tree's plugins. NULL-terminated; free with free_strv. */
-static char **child_environ(const char *build_dir)
+   tree's plugins and TMPDIR at the scratch folder `dir`, so that log
+   session folders go away with it.
+   NULL-terminated; free with free_strv. */
+static char **child_environ(const char *build_dir, const char *dir)
 {
     size_t n = 0;
     while (environ[n]) n++;
-    char **env = calloc(n + 2, sizeof(*env));
+    char **env = calloc(n + 3, sizeof(*env));
     size_t k = 0;
     for (size_t i = 0; env && i < n; i++)
-        if (strncmp(environ[i], "SERVE_PLUGIN_PATH=", 18) != 0) env[k++] = strdup(environ[i]);
-    if (env && asprintf(&env[k], "SERVE_PLUGIN_PATH=%s/examples:%s/tests/plugins", build_dir,
+        if (strncmp(environ[i], "SERVE_PLUGIN_PATH=", 18) != 0 && strncmp(environ[i], "TMPDIR=", 7))
+            env[k++] = strdup(environ[i]);
+    if (env && asprintf(&env[k++], "SERVE_PLUGIN_PATH=%s/examples:%s/tests/plugins", build_dir,
                         build_dir) < 0)
-        env[k] = NULL;
+        env[--k] = NULL;
+    if (env && asprintf(&env[k++], "TMPDIR=%s", dir) < 0) env[--k] = NULL;
     return env;
 }
 
@@ -326,7 +330,7 @@ int h_serve_start_args(h_serve *s, const char *const *extra_args)
     size_t n_extra = 0;
     while (extra_args && extra_args[n_extra]) n_extra++;
     char **argv = calloc(n_extra + 4, sizeof(*argv));
-    char **envp = child_environ(build);
+    char **envp = child_environ(build, s->dir);
     int logfd = open(s->log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     int nullfd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     int rc = -1;

@@ -19,7 +19,9 @@
  *   SERVE_BIN        the `serve` binary to run (required)
  *   SERVE_BUILD_DIR  the build tree; the child gets
  *                    SERVE_PLUGIN_PATH=$SERVE_BUILD_DIR/examples:$SERVE_BUILD_DIR/tests/plugins
- *                    so configs can name plugins relatively ("echo.so", "faulty.so")
+ *                    so configs can name plugins relatively ("echo.so", "faulty.so"),
+ *                    and TMPDIR=<its scratch folder>, so that log session
+ *                    folders ($TMPDIR/serve/...) are removed with it
  *   SERVE_SOURCE_DIR the source tree (for tests that need source files)
  *   SERVE_E2E_KEEP   when set, scratch folders (config, serve.log) are kept
  *                    for inspection instead of being removed
