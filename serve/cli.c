@@ -92,6 +92,20 @@ static long admin_call(const char *address, const char *method, const char *send
     return status;
 }
 
+/* Replicas that serve: RUNNING, or UPDATING (applying a user_config), as
+   the dashboard counts them. */
+static size_t count_serving(json_t *replicas)
+{
+    size_t i, n = 0;
+    json_t *r;
+    json_array_foreach(replicas, i, r)
+    {
+        const char *state = json_string_value(json_object_get(r, "state"));
+        n += state && (strcmp(state, "RUNNING") == 0 || strcmp(state, "UPDATING") == 0);
+    }
+    return n;
+}
+
 static void print_replicas(json_t *replicas, double now)
 {
     size_t i;
@@ -99,10 +113,11 @@ static void print_replicas(json_t *replicas, double now)
     json_array_foreach(replicas, i, r)
     {
         double up = now - json_real_value(json_object_get(r, "start_time_s"));
-        printf("        - %s  %-8s  pid %-7lld  up %.0fs\n",
+        printf("        - %s  %-10s  pid %-7lld  ongoing %-4lld  up %.0fs\n",
                json_string_value(json_object_get(r, "replica_id")),
                json_string_value(json_object_get(r, "state")),
-               (long long)json_integer_value(json_object_get(r, "pid")), up);
+               (long long)json_integer_value(json_object_get(r, "pid")),
+               (long long)json_integer_value(json_object_get(r, "ongoing_requests")), up);
     }
 }
 
@@ -125,9 +140,14 @@ static void print_status(json_t *doc)
         json_object_foreach(json_object_get(app, "deployments"), dname, dep)
         {
             json_t *replicas = json_object_get(dep, "replicas");
-            printf("      %s:\n        status: %s\n        replicas: %zu (target %lld)\n", dname,
-                   json_string_value(json_object_get(dep, "status")), json_array_size(replicas),
-                   (long long)json_integer_value(json_object_get(dep, "target_num_replicas")));
+            printf("      %s:\n        status: %s\n        replicas: %zu running of %lld (%zu "
+                   "processes)\n        requests: %lld ongoing, %lld queued\n",
+                   dname, json_string_value(json_object_get(dep, "status")),
+                   count_serving(replicas),
+                   (long long)json_integer_value(json_object_get(dep, "target_num_replicas")),
+                   json_array_size(replicas),
+                   (long long)json_integer_value(json_object_get(dep, "ongoing_requests")),
+                   (long long)json_integer_value(json_object_get(dep, "queued_requests")));
             json_t *as = json_object_get(dep, "autoscaling");
             if (json_is_object(as))
                 printf("        autoscaling: target %lld (%lld to %lld), load %.2f: %s\n",

@@ -93,7 +93,7 @@ Test(admin, serve_status_prints_each_app_deployment_and_replica)
     const char *args[] = {"status", "-a", addr, NULL};
     cr_assert_eq(run_serve(s, NULL, args, out), 0, "%s", out);
     cr_expect(strstr(out, "  echo:") && strstr(out, "      Echo:") && strstr(out, "RUNNING") &&
-                  strstr(out, "replicas: 2 (target 2)"),
+                  strstr(out, "replicas: 2 running of 2 (2 processes)"),
               "%s", out);
     for (int i = 0; i < 2; i++) {
         char pid[32];
