@@ -140,12 +140,13 @@ static void print_status(json_t *doc)
         json_object_foreach(json_object_get(app, "deployments"), dname, dep)
         {
             json_t *replicas = json_object_get(dep, "replicas");
+            size_t n = json_array_size(replicas);
             printf("      %s:\n        status: %s\n        replicas: %zu running of %lld (%zu "
-                   "processes)\n        requests: %lld ongoing, %lld queued\n",
+                   "process%s)\n        requests: %lld ongoing, %lld queued\n",
                    dname, json_string_value(json_object_get(dep, "status")),
                    count_serving(replicas),
-                   (long long)json_integer_value(json_object_get(dep, "target_num_replicas")),
-                   json_array_size(replicas),
+                   (long long)json_integer_value(json_object_get(dep, "target_num_replicas")), n,
+                   n == 1 ? "" : "es",
                    (long long)json_integer_value(json_object_get(dep, "ongoing_requests")),
                    (long long)json_integer_value(json_object_get(dep, "queued_requests")));
             json_t *as = json_object_get(dep, "autoscaling");
