@@ -43,6 +43,7 @@ for _ in $(seq 100); do
     sleep 0.1
 done
 
+echo "run.sh: the dashboard is at $ADMIN/ (open it now to watch the replicas follow the load)"
 status=0
 "$BUILD/examples/loadgen" --admin "$ADMIN" --csv "$OUT/run.csv" "$@" "$URL" || status=$?
 stop_serve
