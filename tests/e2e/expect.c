@@ -61,19 +61,26 @@ const char *jstr(json_t *obj, const char *key)
     return v ? v : "";
 }
 
-static size_t collect(char *data, size_t size, size_t n, void *arg)
+static size_t page_write(char *data, size_t size, size_t n, void *arg)
 {
-    strncat(arg, data, size * n < 65535 - strlen(arg) ? size * n : 65535 - strlen(arg));
+    admin_page *p = arg;
+    char *grown = realloc(p->body, p->len + size * n + 1);
+    if (!grown) return 0;
+    memcpy(grown + p->len, data, size * n);
+    p->len += size * n;
+    grown[p->len] = '\0';
+    p->body = grown;
     return size * n;
 }
 
-/* METHOD on the admin API with an optional token and body. */
-static long admin_send(const h_serve *s, const char *method, const char *token, const char *send,
-                       char *body)
+long admin_fetch(const h_serve *s, const char *method, const char *path, const char *token,
+                 const char *send, admin_page *out)
 {
-    char url[128], auth[256];
-    snprintf(url, sizeof(url), "http://127.0.0.1:%d/api/serve/applications/", s->admin_port);
-    body[0] = '\0';
+    char url[256], auth[256];
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", s->admin_port, path);
+    memset(out, 0, sizeof(*out));
+    out->body = calloc(1, 1);
+    out->status = -1;
     CURL *e = curl_easy_init();
     struct curl_slist *h = NULL;
     if (token) {
@@ -84,13 +91,34 @@ static long admin_send(const h_serve *s, const char *method, const char *token, 
     curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, h);
     if (send) curl_easy_setopt(e, CURLOPT_POSTFIELDS, send);
-    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, collect);
-    curl_easy_setopt(e, CURLOPT_WRITEDATA, body);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, page_write);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, out);
     curl_easy_setopt(e, CURLOPT_TIMEOUT, 10L);
-    long status = -1;
-    if (curl_easy_perform(e) == CURLE_OK) curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
+    if (curl_easy_perform(e) == CURLE_OK) {
+        char *type = NULL;
+        curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &out->status);
+        curl_easy_getinfo(e, CURLINFO_CONTENT_TYPE, &type);
+        snprintf(out->type, sizeof(out->type), "%s", type ? type : "");
+    }
     curl_slist_free_all(h);
     curl_easy_cleanup(e);
+    return out->status;
+}
+
+void admin_page_free(admin_page *p)
+{
+    free(p->body);
+    p->body = NULL;
+}
+
+/* METHOD on /api/serve/applications/, the answer copied into `body`. */
+static long admin_send(const h_serve *s, const char *method, const char *token, const char *send,
+                       char *body)
+{
+    admin_page p;
+    long status = admin_fetch(s, method, "/api/serve/applications/", token, send, &p);
+    snprintf(body, 65536, "%s", p.body ? p.body : "");
+    admin_page_free(&p);
     return status;
 }
 

@@ -49,6 +49,20 @@ const char *jstr(json_t *obj, const char *key);
    -1 without an answer. */
 long admin_request(const h_serve *s, const char *method, const char *token, char *body);
 
+/* One answer of the admin port; `body` is malloc'd and NUL-terminated. */
+typedef struct admin_page {
+    long status; /* -1 without an answer */
+    char *body;
+    size_t len;
+    char type[128]; /* content-type, "" when absent */
+} admin_page;
+
+/* METHOD `path` on the admin port, with a bearer token and a body when not
+   NULL. Returns the status; free `out` with admin_page_free either way. */
+long admin_fetch(const h_serve *s, const char *method, const char *path, const char *token,
+                 const char *send, admin_page *out);
+void admin_page_free(admin_page *p);
+
 /* PUT a config (JSON text) to the admin API; as admin_request. */
 long admin_put(const h_serve *s, const char *config, char *body);
 
