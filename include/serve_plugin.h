@@ -417,8 +417,10 @@ typedef enum serve_log_level {
     SERVE_LOG_ERROR,
 } serve_log_level;
 
-/* Log a line tagged with the app, deployment and replica id. `ctx` may be
-   NULL (the line then gets the replica process's tag, the same one). */
+/* Log a line tagged with the app, deployment and replica id and, when
+   called from handle, the id of the request being handled. Goes to the
+   terminal of `serve run` and to the replica's log file. `ctx` may be
+   NULL (the fields are the replica's either way). Thread-safe. */
 void serve_log(const serve_context *ctx, serve_log_level level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
