@@ -153,7 +153,7 @@ typedef struct router_options {
     size_t max_body_bytes;    /* 413 above it */
     size_t max_header_bytes;  /* 431 above about this much */
     double request_timeout_s; /* 0: none; x-request-timeout-seconds overrides */
-    int access_log;           /* one line per request on stderr */
+    int access_log;           /* one INFO line per request (stderr and the log file) */
     /* A backend's connection ended (replica exited, or removed): `data` is
        what router_add_backend got. The backend is gone after this returns. */
     void (*on_backend_closed)(void *data, void *cb_arg);

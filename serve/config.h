@@ -100,7 +100,7 @@ typedef struct cfg_config {
     double request_timeout_s; /* default 0 = no timeout; >= 0 */
     int max_body_bytes;       /* default 64 MiB; larger bodies get 413 */
     int max_header_bytes;     /* default 8 KiB (as nginx); 1 KiB..1 MiB; larger get 431 */
-    int access_log;           /* default true: one log line per request */
+    int access_log;           /* default true: one INFO log line per request */
     char *admin_host;         /* default "127.0.0.1" */
     int admin_port;           /* default 8265; 1..65535 */
     char *admin_auth_token;   /* NULL: none (the admin API must be on loopback) */
