@@ -225,11 +225,11 @@ static void note_duration(replica *r, uint64_t ns)
         r->handle_ns -= (r->handle_ns - ns) / 8;
 }
 
-/* A request that arrived at `arrival_ns` is answered (done_mu held). */
-static void note_latency(replica *r, uint64_t arrival_ns)
+/* A request that arrived at `arrival_ns` is answered at `now` (done_mu
+   held). */
+static void note_latency(replica *r, uint64_t arrival_ns, uint64_t now)
 {
-    metrics_hist_observe(&r->latency, &metrics_latency_buckets,
-                         (double)(uv_hrtime() - arrival_ns) / 1e9);
+    metrics_hist_observe(&r->latency, &metrics_latency_buckets, (double)(now - arrival_ns) / 1e9);
     r->stats_moved = 1;
 }
 
@@ -254,10 +254,10 @@ static void run_job(replica *r, uint64_t id, uint8_t flags, const char *payload,
         pthread_rwlock_unlock(&r->plugin_lock);
     }
     item_finish(&it, rc, failure_reason("the deployment's handle failed"), r->ctx.app);
-    uint64_t took = uv_hrtime() - start;
+    uint64_t end = uv_hrtime();
     done_lock(r);
-    note_duration(r, took);
-    note_latency(r, arrival_ns);
+    note_duration(r, end - start);
+    note_latency(r, arrival_ns, end);
     encode_final(&r->done, &it, rc);
     done_unlock_and_wake(r, 1);
     item_close(&it);
@@ -368,10 +368,11 @@ static void run_batch(replica *r, job **jobs, int n)
     const char *why = failure_reason("the deployment's handle_batch failed");
     for (int i = 0; i < n; i++)
         item_finish(&r->batch_items[i], r->batch_items[i].runnable ? rc : 0, why, r->ctx.app);
+    uint64_t end = uv_hrtime();
     done_lock(r);
     if (m > 0) metrics_hist_observe(&r->batch, &metrics_batch_buckets, (double)m);
     for (int i = 0; i < n; i++) {
-        note_latency(r, jobs[i]->arrival_ns);
+        note_latency(r, jobs[i]->arrival_ns, end);
         encode_final(&r->done, &r->batch_items[i], 0);
     }
     done_unlock_and_wake(r, n);

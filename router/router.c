@@ -292,21 +292,20 @@ static void access_log_line(const rreq *rq, const char *fmt, ...)
     uv_prepare_start(&r->log_flusher, on_log_flush);
 }
 
-static void log_request(const rreq *rq)
+static void log_request(const rreq *rq, uint64_t took_ns)
 {
     if (!rq->r->opts.access_log || log_min_level > LOG_INFO || !rq->url) return;
     access_log_line(rq, "%s %.512s %d %.3fms", rq->method, rq->url, rq->status,
-                    (double)(uv_hrtime() - rq->start_ns) / 1e6);
+                    (double)took_ns / 1e6);
 }
 
 /* Count an HTTP request as it completes. One never answered (the client
    left first) counts as 499, nginx's "client closed request". */
-static void count_request(const rreq *rq)
+static void count_request(const rreq *rq, uint64_t took_ns)
 {
     http_route_stats *e = rq->stats ? rq->stats : rq->r->unrouted;
     if (e && rq->method)
-        http_stats_record(e, rq->method, rq->status ? rq->status : 499,
-                          (double)(uv_hrtime() - rq->start_ns) / 1e9);
+        http_stats_record(e, rq->method, rq->status ? rq->status : 499, (double)took_ns / 1e9);
 }
 
 /* ---- Answering --------------------------------------------------------- */
@@ -1053,23 +1052,27 @@ unsigned router_backend_ongoing(const router_backend *b)
     return b->lb.ongoing;
 }
 
+/* A gauge family with one sample per open deployment. */
+static void pool_gauge(const router *r, FILE *f, const char *name, const char *help,
+                       unsigned (*value)(const router_pool *p))
+{
+    metrics_family(f, name, "gauge", help);
+    for (const router_pool *p = r->pools; p; p = p->next)
+        if (!p->closed)
+            metrics_sample(f, name,
+                           (const char *[]){"application", p->app, "deployment", p->dep, NULL},
+                           value(p));
+}
+
 /* The deployments' gauges: what each replica runs, what waits. */
 static void write_pool_gauges(const router *r, FILE *f)
 {
-    metrics_family(f, "serve_deployment_ongoing_requests", "gauge",
-                   "Requests a deployment's replicas are running, as the proxy counts them.");
-    for (const router_pool *p = r->pools; p; p = p->next)
-        if (!p->closed)
-            metrics_sample(f, "serve_deployment_ongoing_requests",
-                           (const char *[]){"application", p->app, "deployment", p->dep, NULL},
-                           router_pool_ongoing(p));
-    metrics_family(f, "serve_deployment_queued_requests", "gauge",
-                   "Requests waiting at the proxy for a replica of the deployment to have room.");
-    for (const router_pool *p = r->pools; p; p = p->next)
-        if (!p->closed)
-            metrics_sample(f, "serve_deployment_queued_requests",
-                           (const char *[]){"application", p->app, "deployment", p->dep, NULL},
-                           router_pool_queued(p));
+    pool_gauge(r, f, "serve_deployment_ongoing_requests",
+               "Requests a deployment's replicas are running, as the proxy counts them.",
+               router_pool_ongoing);
+    pool_gauge(r, f, "serve_deployment_queued_requests",
+               "Requests waiting at the proxy for a replica of the deployment to have room.",
+               router_pool_queued);
     metrics_family(f, "serve_replica_ongoing_requests", "gauge", "Requests a replica is running.");
     for (const router_pool *p = r->pools; p; p = p->next)
         for (size_t i = 0; i < p->n_backends; i++)
@@ -1488,8 +1491,9 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     rreq *rq = *con_cls;
     if (!rq) return;
     *con_cls = NULL;
-    log_request(rq);
-    count_request(rq);
+    uint64_t took = uv_hrtime() - rq->start_ns;
+    log_request(rq, took);
+    count_request(rq, took);
     rq->http_done = 1;
     rq->url = rq->method = NULL; /* MHD's memory goes away now */
     dheap_remove(&r->deadlines, &rq->deadline);
