@@ -2,11 +2,12 @@
 #   make demo   build, then serve examples/serve.json on 127.0.0.1:8000
 #   make test   build, then run the whole test suite
 #   make autoscale   the autoscaling demo (examples/autoscale/README.md)
+#   make test-asan   the whole suite again, built with ASan and UBSan
 # Both install missing Debian packages first (scripts/deps.sh).
 BUILD ?= build
 SERVE := $(BUILD)/serve/serve
 
-.PHONY: all deps build demo test autoscale clean
+.PHONY: all deps build demo test test-asan autoscale clean
 
 all: build
 
@@ -22,6 +23,16 @@ demo: build
 
 test: build
 	meson test -C $(BUILD) --print-errorlogs
+
+# Every binary, plugin and replica is instrumented (b_lundef=false lets the
+# plugins leave the sanitizer runtime to the executable that loads them).
+# A report from any process fails the run (tests/sanitize.sh).
+ASAN_BUILD ?= build-asan
+test-asan: deps
+	@[ -f $(ASAN_BUILD)/build.ninja ] || meson setup $(ASAN_BUILD) \
+		-Db_sanitize=address,undefined -Db_lundef=false
+	ninja -C $(ASAN_BUILD)
+	tests/sanitize.sh $(ASAN_BUILD)
 
 autoscale: build
 	BUILD=$(abspath $(BUILD)) examples/autoscale/run.sh

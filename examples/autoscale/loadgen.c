@@ -347,7 +347,7 @@ static void take_sample(lg *g, double now, double span_s)
 {
     lg_sample s = {.t = now - g->t0, .in_flight = g->busy, .errors = g->interval_errors};
     s.clients = shape_clients_at(&g->shape, s.t, &s.phase);
-    qsort(g->lat_ms, g->n_lat, sizeof(double), cmp_double);
+    if (g->n_lat) qsort(g->lat_ms, g->n_lat, sizeof(double), cmp_double); /* may be NULL */
     s.per_s = span_s > 0 ? (double)(g->n_lat + (size_t)g->interval_errors) / span_s : 0;
     s.p50 = quantile(g->lat_ms, g->n_lat, 0.50);
     s.p99 = quantile(g->lat_ms, g->n_lat, 0.99);

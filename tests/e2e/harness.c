@@ -35,6 +35,7 @@
 #define H_READY_TRY_S   2.0  /* cap on one readiness probe */
 #define H_CMDLINE_MAX   4096 /* bytes of /proc/N/cmdline looked at */
 #define H_ORPHAN_REAP_S 5.0  /* how long cleanup waits for killed orphans */
+#define H_TEARDOWN_S    2.0  /* how long cleanup lets a serve stop cleanly */
 
 extern char **environ;
 
@@ -128,6 +129,16 @@ int h_pid_alive(pid_t pid)
     pid_t ppid;
     if (pid <= 0 || (kill(pid, 0) != 0 && errno != EPERM)) return 0;
     return proc_stat(pid, &state, &ppid) == 0 && state != 'Z' && state != 'X';
+}
+
+int h_pid_gone_within(pid_t pid, double timeout_s)
+{
+    double deadline = h_now() + timeout_s;
+    while (h_pid_alive(pid)) {
+        if (h_now() >= deadline) return 0;
+        h_sleep_ms(10);
+    }
+    return 1;
 }
 
 /* Whether any argument of `pid`'s command line contains `needle`. */
@@ -570,6 +581,10 @@ void h_serve_free(h_serve *s)
         }
     pid_t reps[H_MAX_REPLICAS];
     size_t n = h_serve_running(s) ? h_serve_replicas(s, reps, H_MAX_REPLICAS) : 0;
+    /* A clean stop first, so that every process exits through its own
+       shutdown path, where the sanitizers' leak check runs (make
+       test-asan); whatever is still up after a moment is killed. */
+    if (h_serve_running(s)) h_serve_stop(s, SIGTERM, H_TEARDOWN_S);
     kill_group(s);
     if (s->pid > 0 && s->exit_code < 0) {
         int status;

@@ -97,6 +97,11 @@ uint64_t h_fnv1a64(const void *data, size_t len);
 /* 1 when `pid` exists and is not a zombie, else 0. */
 int h_pid_alive(pid_t pid);
 
+/* 1 once `pid` is gone (or a zombie), polling for up to `timeout_s`; else 0.
+   A replica the controller has just killed or reaped still takes a moment
+   to disappear. */
+int h_pid_gone_within(pid_t pid, double timeout_s);
+
 /*
  * Fill `out` (up to `max`) with the live, non-zombie children of `parent`
  * whose command line contains `needle` (any argument). Returns how many

@@ -85,8 +85,7 @@ Test(live, scaling_up_and_down_keeps_the_first_replica_and_drops_no_request)
        a moment before it is dead: give the exit a bounded moment. */
     for (int i = 0; i < 3; i++) {
         if (three[i] == first[0]) continue;
-        for (int t = 0; t < 200 && h_pid_alive(three[i]); t++) h_sleep_ms(10);
-        cr_expect(!h_pid_alive(three[i]), "removed replica %d still runs", (int)three[i]);
+        cr_expect(h_pid_gone_within(three[i], 2), "removed replica %d still runs", (int)three[i]);
     }
 }
 
@@ -280,8 +279,7 @@ Test(live, applications_are_added_and_removed_live)
                              APP("echo", "/echo", "echo.so", "{\"name\": \"Echo\"}")),
         0);
     wait_log(s, "hello/Hello: not in the config any more", 1);
-    for (int t = 0; t < 300 && h_pid_alive(hello[0]); t++) h_sleep_ms(10);
-    cr_expect(!h_pid_alive(hello[0]), "hello's replica still runs");
+    cr_expect(h_pid_gone_within(hello[0], 3), "hello's replica still runs");
     cr_expect_eq(h_serve_wait_replicas(s, 1, 5, now), 0, "%s", LOG(s));
     h_response r;
     get_expect(s, "/hello", 404, &r);
@@ -363,7 +361,7 @@ Test(live, a_retired_replica_stuck_past_its_graceful_timeout_is_killed)
     cr_expect_lt(r.elapsed_s, 3.0, "the replica was killed after %.2f s", r.elapsed_s);
     h_response_free(&r);
     wait_log(s, "did not stop within graceful_shutdown_timeout_s; killing it", 1);
-    cr_expect(!h_pid_alive(pids[0]));
+    cr_expect(h_pid_gone_within(pids[0], 2), "the stuck replica %d still runs", (int)pids[0]);
 }
 
 Test(live, the_request_timeout_changes_live)
@@ -460,7 +458,9 @@ Test(autoscale, a_deployment_at_zero_answers_its_first_request)
     static char body[65536];
     cr_assert_eq(admin_request(s, "GET", NULL, body), 200);
     cr_expect(strstr(body, "\"target\":0"), "%s", body);
-    cr_expect(strstr(body, "\"last_decision\":\"scale down 1 -> 0"), "%s", body);
+    /* The decision itself is in the log: the status holds only the latest
+       one, which a slow machine may have replaced already. */
+    wait_log(s, "autoscaling: scale down 1 -> 0", 1);
     h_response r;
     get_expect(s, "/echo", 200, &r); /* waits at the router while a replica starts */
     cr_expect_lt(r.elapsed_s, 5.0);

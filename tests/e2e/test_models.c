@@ -84,6 +84,8 @@ Test(models, a_zero_timeout_runs_whatever_is_there_at_once)
 {
     h_serve *s = batcher_up(8, 0, 0);
     h_response r;
+    request_ok(s, "POST", "/b", NULL, "warm", 4, &r); /* a first call may be slow (ASan) */
+    h_response_free(&r);
     request_ok(s, "POST", "/b", NULL, "now", 3, &r);
     cr_assert_eq(r.status, 200, "%s", r.body);
     cr_expect(r.elapsed_s < 0.2, "answered after %.3f s", r.elapsed_s);
