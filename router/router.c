@@ -81,10 +81,11 @@ struct rreq {
     struct MHD_Connection *conn;
     rq_state state;
     int suspended;
-    int queued;      /* in the pool's FIFO */
-    int http_done;   /* libmicrohttpd has let go of it */
-    int cancel_sent; /* the replica was told to drop it */
-    uint64_t id;     /* replica slot id while `backend` is set */
+    int queued;         /* in the pool's FIFO */
+    int http_done;      /* libmicrohttpd has let go of it */
+    int cancel_sent;    /* the replica was told to drop it */
+    uint64_t cancel_ns; /* when (uv_hrtime) */
+    uint64_t id;        /* replica slot id while `backend` is set */
     uint64_t start_ns;
     double timeout_s;
     const char *url; /* MHD's, valid until http_done */
@@ -129,6 +130,7 @@ struct router_pool {
     size_t n_backends, cap_backends;
     unsigned max_ongoing;
     int max_queued;               /* -1: unbounded */
+    uint64_t stuck_after_ns;      /* a cancel not honoured this long: stuck (0: never) */
     json_t *model;                /* declared tensors ({inputs, outputs}); NULL until reported */
     http_route_stats *http_stats; /* its application's route, when it is an ingress */
     http_route_stats *v2_stats;   /* its application's v2 infer endpoint */
@@ -147,6 +149,7 @@ struct router_backend {
     void *data;
     rq_list inflight;
     int retired; /* out of the pool: report when inflight empties */
+    int stuck;   /* reported as stuck (once) */
     rreq *calls; /* handle calls this replica made and waits for */
 };
 
@@ -419,6 +422,7 @@ static void send_cancel(rreq *rq)
 {
     if (!rq->backend || rq->cancel_sent) return;
     rq->cancel_sent = 1;
+    rq->cancel_ns = uv_hrtime();
     ipc_conn_send(rq->backend->conn, IPC_CANCEL, rq->id, NULL, 0);
 }
 
@@ -1004,10 +1008,11 @@ router_pool *router_pool_get(router *r, const char *app, const char *dep)
     return p;
 }
 
-void router_pool_configure(router_pool *p, int max_ongoing, int max_queued)
+void router_pool_configure(router_pool *p, int max_ongoing, int max_queued, double stuck_after_s)
 {
     p->max_ongoing = max_ongoing > 0 ? (unsigned)max_ongoing : 1;
     p->max_queued = max_queued;
+    p->stuck_after_ns = stuck_after_s > 0 ? (uint64_t)(stuck_after_s * 1e9) : 0;
     for (size_t i = 0; i < p->n_backends; i++) p->backends[i]->lb.capacity = p->max_ongoing;
     pool_flush(p);
 }
@@ -1188,14 +1193,36 @@ static void sweep_list(router *r, rq_list *l, uint64_t older_than)
     }
 }
 
+/* A replica that has not let go of a cancelled request long after the
+   cancel is stuck (a handle in an endless loop, a deadlock): its slots
+   would stay taken for good, and no health check notices, since those run
+   on another thread. The owner is told once; it kills the replica, whose
+   other requests then end with 502 as for any crash. */
+static void check_stuck(router *r, router_backend *b, uint64_t now)
+{
+    uint64_t limit = b->pool->stuck_after_ns;
+    if (!limit || b->stuck || !r->opts.on_backend_stuck) return;
+    for (rreq *rq = b->inflight.head; rq; rq = rq->next) {
+        if (!rq->cancel_sent || now - rq->cancel_ns < limit) continue;
+        char why[160];
+        snprintf(why, sizeof(why), "request %s still runs %.1f s after it was cancelled",
+                 rq->request_id, (double)(now - rq->cancel_ns) / 1e9);
+        b->stuck = 1;
+        r->opts.on_backend_stuck(b->data, r->opts.cb_arg, why);
+        return;
+    }
+}
+
 static void on_sweep(uv_timer_t *t)
 {
     router *r = t->data;
-    uint64_t older_than = uv_hrtime() - (uint64_t)ROUTER_SWEEP_MS * 1000000;
+    uint64_t now = uv_hrtime(), older_than = now - (uint64_t)ROUTER_SWEEP_MS * 1000000;
     for (router_pool *p = r->pools; p; p = p->next) {
         sweep_list(r, &p->waiting, older_than);
-        for (size_t i = 0; i < p->n_backends; i++)
+        for (size_t i = 0; i < p->n_backends; i++) {
             sweep_list(r, &p->backends[i]->inflight, older_than);
+            check_stuck(r, p->backends[i], now);
+        }
     }
 }
 

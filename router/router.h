@@ -159,6 +159,10 @@ typedef struct router_options {
     void (*on_backend_closed)(void *data, void *cb_arg);
     /* A retired backend has no request left (see router_retire_backend). */
     void (*on_backend_drained)(void *data, void *cb_arg);
+    /* A backend has not ended a cancelled request in time (see
+       router_pool_configure); `why` says which. Called once per backend;
+       the owner is expected to kill the replica. May be NULL. */
+    void (*on_backend_stuck)(void *data, void *cb_arg, const char *why);
     void *cb_arg;
 } router_options;
 
@@ -172,8 +176,10 @@ int router_start(uv_loop_t *loop, const router_options *opts, router **out, char
 router_pool *router_pool_get(router *r, const char *app, const char *dep);
 
 /* Set a deployment's limits: each replica runs at most `max_ongoing`
-   requests; at most `max_queued` wait when all are full (-1: no limit). */
-void router_pool_configure(router_pool *p, int max_ongoing, int max_queued);
+   requests; at most `max_queued` wait when all are full (-1: no limit). A
+   replica still running a request `stuck_after_s` after it was cancelled
+   (timed out, or its client left) is reported stuck (0: never). */
+void router_pool_configure(router_pool *p, int max_ongoing, int max_queued, double stuck_after_s);
 
 /* Change the default request timeout and the access log switch live; they
    apply to requests that arrive from now on. */

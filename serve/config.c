@@ -112,7 +112,7 @@ typedef struct cfg__kind {
 #define COUNT(st, m) .count_offset = offsetof(st, m)
 
 static const char *check_route_prefix(const char *s);
-static const char *check_deployment_name(const char *s);
+static const char *check_name(const char *s);
 static const char *check_log_level(const char *s);
 static const char *check_log_encoding(const char *s);
 static int finish_autoscaling(cfg__ctx *ctx, void *base, json_t *json, const char *path);
@@ -165,7 +165,7 @@ static const cfg__kind scoped_logging_kind = {scoped_logging_fields,
                                               ARRAY_LEN(scoped_logging_fields), 0, -1, NULL};
 
 static const cfg__field deployment_fields[] = {
-    ROW("name", T_STRING, cfg_deployment, name, REQUIRED, NONEMPTY, .check = check_deployment_name),
+    ROW("name", T_STRING, cfg_deployment, name, REQUIRED, NONEMPTY, .check = check_name),
     ROW("num_replicas", T_INT, cfg_deployment, num_replicas, DEF(1), GE(0), LE(CFG_MAX_REPLICAS)),
     ROW("max_ongoing_requests", T_INT, cfg_deployment, max_ongoing_requests, DEF(5), GE(1),
         LE(CFG_MAX_ONGOING)),
@@ -176,6 +176,7 @@ static const cfg__field deployment_fields[] = {
         DEF(20), GE(0)),
     ROW("health_check_period_s", T_DOUBLE, cfg_deployment, health_check_period_s, DEF(10), GT(0)),
     ROW("health_check_timeout_s", T_DOUBLE, cfg_deployment, health_check_timeout_s, DEF(30), GT(0)),
+    ROW("max_replica_memory_mb", T_INT, cfg_deployment, max_replica_memory_mb, DEF(0), GE(0)),
     ROW("autoscaling_config", T_OBJECT, cfg_deployment, autoscaling, SUB(autoscaling_kind)),
     ROW("batching", T_OBJECT, cfg_deployment, batching, SUB(batching_kind)),
     ROW("logging_config", T_OBJECT, cfg_deployment, logging, SUB(scoped_logging_kind)),
@@ -185,7 +186,7 @@ static const cfg__kind deployment_kind = {deployment_fields,      ARRAY_LEN(depl
                                           finish_deployment,      release_deployment};
 
 static const cfg__field app_fields[] = {
-    ROW("name", T_STRING, cfg_app, name, REQUIRED, NONEMPTY),
+    ROW("name", T_STRING, cfg_app, name, REQUIRED, NONEMPTY, .check = check_name),
     ROW("route_prefix", T_STRING, cfg_app, route_prefix, SDEF("/"), .check = check_route_prefix),
     ROW("plugin", T_STRING, cfg_app, plugin, REQUIRED, NONEMPTY),
     ROW("ingress", T_STRING, cfg_app, ingress, NONEMPTY), /* default: see finish_app */
@@ -285,8 +286,9 @@ static const char *check_route_prefix(const char *s)
     return NULL;
 }
 
-/* Deployment names appear in URLs, metrics and handles: keep them plain. */
-static const char *check_deployment_name(const char *s)
+/* Application and deployment names appear in URLs, metrics, log lines,
+   file names and handles: keep them plain. */
+static const char *check_name(const char *s)
 {
     static const char extra[] = "_-.";
     for (const char *p = s; *p; p++) {

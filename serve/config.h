@@ -76,6 +76,7 @@ typedef struct cfg_deployment {
     double graceful_shutdown_timeout_s; /* default 20; >= 0 */
     double health_check_period_s;       /* default 10; > 0 */
     double health_check_timeout_s;      /* default 30; > 0 */
+    int max_replica_memory_mb;          /* default 0 = no limit; resident MiB */
     cfg_autoscaling autoscaling;
     cfg_batching batching;
     cfg_binding *bindings; /* from init_args, in key order */

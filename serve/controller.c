@@ -30,6 +30,7 @@
 #include "serve/internal.h"
 
 #define CTL_BACKOFF_MIN_S  0.1
+#define CTL_WATCH_MS       1000 /* how often replicas' memory is read */
 #define CTL_BACKOFF_MAX_S  10.0
 #define CTL_START_ATTEMPTS 3 /* crashes before any READY that stop `serve run` */
 
@@ -376,11 +377,37 @@ static void on_backend_drained(void *data, void *arg)
     if (p->control) ipc_conn_send(p->control, IPC_STOP, 0, NULL, 0);
 }
 
-/* The router let go of a backend (after removal or a closed socket). */
+/* A replica holds on to a request it was told to drop, past its
+   graceful_shutdown_timeout_s (router_pool_configure): its handle is in an
+   endless loop or a deadlock. Only a kill frees it; it is then replaced as
+   after any crash. */
+static void on_backend_stuck(void *data, void *arg, const char *why)
+{
+    rep *p = data;
+    dlog_error(p->dep, "replica %s is stuck (%s); killing it", p->id, why);
+    uv_process_kill(&p->proc, SIGKILL);
+}
+
+/* The router's view of the deployment's limits. The grace a cancelled
+   request gets is the one a stopping replica gets. */
+static void configure_pool(ctl_dep *d)
+{
+    router_pool_configure(d->pool, d->cfg->max_ongoing_requests, d->cfg->max_queued_requests,
+                          d->cfg->graceful_shutdown_timeout_s);
+}
+
+/* The router let go of a backend (after removal or a closed socket). A
+   replica still meant to serve whose connection closed (it died, or it
+   wrote bytes that are no frame and the router hung up) is of no use: it
+   is killed, and replaced once it has exited. */
 static void on_backend_closed(void *data, void *arg)
 {
     rep *p = data;
     p->backend = NULL;
+    if (p->state == REP_RUNNING) {
+        dlog_warn(p->dep, "replica %s lost its connection to the proxy; killing it", p->id);
+        uv_process_kill(&p->proc, SIGKILL);
+    }
     rep_unref(p);
 }
 
@@ -594,6 +621,53 @@ static void reconcile(ctl_dep *d)
         current++;
 }
 
+/* ---- Memory ------------------------------------------------------------ */
+
+/* Resident bytes of process `pid` (the second field of /proc/PID/statm,
+   in pages), or 0 when it cannot be read. */
+static uint64_t rss_of(int pid)
+{
+    char path[64];
+    unsigned long size, pages = 0;
+    snprintf(path, sizeof(path), "/proc/%d/statm", pid);
+    FILE *f = fopen(path, "r");
+    if (!f) return 0;
+    if (fscanf(f, "%lu %lu", &size, &pages) != 2) pages = 0;
+    fclose(f);
+    return (uint64_t)pages * (uint64_t)sysconf(_SC_PAGESIZE);
+}
+
+/* A replica over max_replica_memory_mb (a plugin that leaks) is replaced
+   the way a rolling update replaces one: retired, so that it finishes
+   what it runs, while a new one starts. One that keeps growing while it
+   drains is killed at graceful_shutdown_timeout_s like any other. */
+static void watch_memory(ctl_dep *d)
+{
+    uint64_t limit = (uint64_t)d->cfg->max_replica_memory_mb << 20;
+    int retired = 0;
+    for (rep *p = d->reps; p; p = p->next) {
+        if (p->state == REP_EXITED) continue;
+        p->rss_bytes = rss_of(p->proc.pid);
+        if (!limit || p->state != REP_RUNNING || p->rss_bytes <= limit) continue;
+        char why[128];
+        snprintf(why, sizeof(why), "resident memory %.0f MiB is over max_replica_memory_mb %d",
+                 (double)p->rss_bytes / (1 << 20), d->cfg->max_replica_memory_mb);
+        dlog_warn(d, "replica %s: %s; replacing it", p->id, why);
+        retire(p, why);
+        d->restarts++; /* a replacement, as after a crash */
+        retired = 1;
+    }
+    if (retired) reconcile(d);
+}
+
+static void on_watch_timer(uv_timer_t *t)
+{
+    ctl *c = t->data;
+    if (c->stopping) return;
+    for (ctl_dep *d = c->deps; d; d = d->next)
+        if (!d->removing) watch_memory(d);
+}
+
 /* ---- Shutdown ---------------------------------------------------------- */
 
 static void kill_all(ctl *c, int sig)
@@ -670,6 +744,7 @@ static void maybe_finish(ctl *c)
     close_handle(c, (uv_handle_t *)&c->sigint);
     close_handle(c, (uv_handle_t *)&c->sigterm);
     close_handle(c, (uv_handle_t *)&c->kill_timer);
+    close_handle(c, (uv_handle_t *)&c->watch_timer);
     while (c->deps) {
         ctl_dep *d = c->deps;
         c->deps = d->next;
@@ -795,7 +870,7 @@ static void apply_deployment(ctl_dep *d, const cfg_app *app, const cfg_deploymen
     cfg_ref_put(d->ref); /* d no longer points into its old config */
     d->ref = ref;
     update_code_key(d);
-    router_pool_configure(d->pool, next->max_ongoing_requests, next->max_queued_requests);
+    configure_pool(d);
     start_health_checks(d); /* the period may have changed */
     update_autoscaling(d);
     if (d->deploy_failed) { /* a new config is a new try */
@@ -996,7 +1071,7 @@ static ctl_dep *add_deployment(ctl *c, const cfg_app *a, const cfg_deployment *c
     snprintf(d->as_last.reason, sizeof(d->as_last.reason), "initial_replicas");
     d->as_last.target = d->as_last.desired = d->as_target;
     update_autoscaling(d);
-    router_pool_configure(d->pool, cfg->max_ongoing_requests, cfg->max_queued_requests);
+    configure_pool(d);
     update_code_key(d);
     warn_doubtful(d);
     start_health_checks(d);
@@ -1082,6 +1157,7 @@ int ctl_start(uv_loop_t *loop, cfg_config *cfg, const char *exe, ctl_done_cb don
                          .access_log = cfg->access_log,
                          .on_backend_closed = on_backend_closed,
                          .on_backend_drained = on_backend_drained,
+                         .on_backend_stuck = on_backend_stuck,
                          .cb_arg = c};
     rc = router_start(loop, &ro, &c->router, err, errlen);
     if (rc < 0) goto fail_router;
@@ -1089,7 +1165,9 @@ int ctl_start(uv_loop_t *loop, cfg_config *cfg, const char *exe, ctl_done_cb don
     uv_signal_init(loop, &c->sigint);
     uv_signal_init(loop, &c->sigterm);
     uv_timer_init(loop, &c->kill_timer);
-    c->sigint.data = c->sigterm.data = c->kill_timer.data = c;
+    uv_timer_init(loop, &c->watch_timer);
+    c->sigint.data = c->sigterm.data = c->kill_timer.data = c->watch_timer.data = c;
+    uv_timer_start(&c->watch_timer, on_watch_timer, CTL_WATCH_MS, CTL_WATCH_MS);
     uv_signal_start(&c->sigint, on_signal, SIGINT);
     uv_signal_start(&c->sigterm, on_signal, SIGTERM);
     rc = admin_start(loop, c, cfg->admin_host, cfg->admin_port, cfg->admin_auth_token, &c->admin,

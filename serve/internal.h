@@ -47,6 +47,7 @@ typedef struct rep {
     int health_failures;     /* consecutive failed or timed-out checks */
     metrics_hist latency;    /* its processing latency, as it last reported */
     metrics_hist batch;      /* its batch sizes, likewise */
+    uint64_t rss_bytes;      /* resident memory at the last watch tick (0: unknown) */
 } rep;
 
 /* A config shared by whoever points into it: the controller (current) and
@@ -105,6 +106,7 @@ struct ctl {
     cfg_ref *cur;  /* the current config (c->cfg is cur->cfg) */
     uv_signal_t sigint, sigterm;
     uv_timer_t kill_timer;
+    uv_timer_t watch_timer; /* replicas' memory, every CTL_WATCH_MS */
     ctl_done_cb done;
     void *done_arg;
     int stopping; /* 0 serving, 1 draining the router, 2 stopping replicas */

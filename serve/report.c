@@ -35,9 +35,10 @@ static const char *shown_state(const rep *p)
 
 static json_t *replica_status(const rep *p)
 {
-    return json_pack("{s:s, s:s, s:i, s:f, s:i}", "replica_id", p->id, "state", shown_state(p),
+    return json_pack("{s:s, s:s, s:i, s:f, s:i, s:I}", "replica_id", p->id, "state", shown_state(p),
                      "pid", p->proc.pid, "start_time_s", p->start_time_s, "ongoing_requests",
-                     p->backend ? (int)router_backend_ongoing(p->backend) : 0);
+                     p->backend ? (int)router_backend_ongoing(p->backend) : 0, "memory_bytes",
+                     (json_int_t)p->rss_bytes);
 }
 
 /* HEALTHY when every replica runs; UPDATING while some start. */
@@ -179,6 +180,20 @@ static void write_replica_states(const ctl *c, FILE *f)
     }
 }
 
+/* Each live replica's resident memory, as the controller last read it. */
+static void write_replica_memory(const ctl *c, FILE *f)
+{
+    const char *name = "serve_replica_memory_bytes";
+    metrics_family(f, name, "gauge", "Resident memory of a replica process (read every second).");
+    FOR_EACH_SHOWN_DEP(c, d)
+    for (const rep *p = d->reps; p; p = p->next)
+        if (p->state != REP_EXITED && p->rss_bytes)
+            metrics_sample(f, name,
+                           (const char *[]){"application", d->app->name, "deployment", d->cfg->name,
+                                            "replica", p->id, NULL},
+                           (double)p->rss_bytes);
+}
+
 /* A histogram that replicas report: the ones gone plus the live ones. */
 static void write_replica_histogram(const ctl *c, FILE *f, int batch)
 {
@@ -210,7 +225,9 @@ void ctl_write_metrics(const ctl *c, FILE *f)
     per_deployment(c, f, "serve_deployment_replica_starts_total", "counter",
                    "Replica processes started.", starts);
     per_deployment(c, f, "serve_deployment_replica_restarts_total", "counter",
-                   "Replica processes started to replace one that exited unexpectedly.", restarts);
+                   "Replica processes started to replace one that exited unexpectedly, was "
+                   "stuck, or outgrew max_replica_memory_mb.",
+                   restarts);
     per_deployment(c, f, "serve_autoscaling_desired_replicas", "gauge",
                    "Replicas the autoscaling policy asks for at its last decision.", as_desired);
     per_deployment(c, f, "serve_autoscaling_ongoing_requests", "gauge",
@@ -221,4 +238,5 @@ void ctl_write_metrics(const ctl *c, FILE *f)
                    "autoscaling_config.target_ongoing_requests.", as_target_ongoing);
     write_replica_histogram(c, f, 0);
     write_replica_histogram(c, f, 1);
+    write_replica_memory(c, f);
 }

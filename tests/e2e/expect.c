@@ -6,6 +6,7 @@
 #include <criterion/criterion.h>
 #include <curl/curl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 h_serve *serve_up(const char *ready_path, const char *http_extra, const char *apps)
@@ -130,4 +131,17 @@ long admin_request(const h_serve *s, const char *method, const char *token, char
 long admin_put(const h_serve *s, const char *config, char *body)
 {
     return admin_send(s, "PUT", NULL, config, body);
+}
+
+void wait_log(const h_serve *s, const char *text, int times)
+{
+    for (int i = 0; i < 500; i++) {
+        char *log = h_serve_log(s);
+        int n = 0;
+        for (const char *p = log; p && (p = strstr(p, text)); p++) n++;
+        free(log);
+        if (n >= times) return;
+        h_sleep_ms(10);
+    }
+    cr_assert_fail("'%s' not logged %d times:\n%s", text, times, LOG(s));
 }

@@ -38,6 +38,9 @@ void get_expect_h(h_serve *s, const char *path, const char *const *headers, long
                   h_response *r);
 void get_expect(h_serve *s, const char *path, long status, h_response *r);
 
+/* Wait (up to 5 s) until serve's log holds `text` `times` times, or fail. */
+void wait_log(const h_serve *s, const char *text, int times);
+
 /* The body of `r` as a JSON object (the test fails if it is not one). */
 json_t *body_json(const h_serve *s, const h_response *r);
 

@@ -40,20 +40,6 @@ static h_serve *start_watched(int n, const char *greeting)
     return s;
 }
 
-/* Wait until the log holds `text` `times` times (or fail). */
-static void wait_log(const h_serve *s, const char *text, int times)
-{
-    for (int i = 0; i < 500; i++) {
-        char *log = h_serve_log(s);
-        int n = 0;
-        for (const char *p = log; p && (p = strstr(p, text)); p++) n++;
-        free(log);
-        if (n >= times) return;
-        h_sleep_ms(10);
-    }
-    cr_assert_fail("'%s' not logged %d times:\n%s", text, times, LOG(s));
-}
-
 /* All answers of `n` GET /hello, joined. */
 static void greetings(h_serve *s, int n, char *out, size_t size)
 {

@@ -394,10 +394,15 @@ static void expect_crash_502(h_serve *s)
     h_response_free(&r);
 }
 
-Test(failures, a_crash_mid_request_answers_502_and_the_replica_is_replaced)
+/* A replica of `dep` (tests/plugins/faulty.c) dies in every handle call:
+   each request it gets answers 502, it is replaced, and the application
+   beside it keeps answering from the same process throughout. */
+static void expect_crash_contained(const char *dep)
 {
-    h_serve *s =
-        serve_apps("/echo", FAULTY_APP("crash", "/crash", "Crash") ", " ECHO_APP("echo", "/echo"));
+    h_serve *s = serve_apps(
+        "/echo",
+        APP("crash", "/crash", "faulty.so", "{\"name\": \"%s\"}") ", " ECHO_APP("echo", "/echo"),
+        dep);
     pid_t procs[H_MAX_REPLICAS];
     cr_assert_eq(h_serve_wait_replicas(s, 2, READY_TIMEOUT_S, procs), 0, "expected 2 replicas\n%s",
                  LOG(s));
@@ -418,6 +423,16 @@ Test(failures, a_crash_mid_request_answers_502_and_the_replica_is_replaced)
     cr_expect(h_pid_gone_within(crash, 2), "the crashed replica %d is still alive", crash);
     expect_crash_502(s); /* the new replica gets requests too (and crashes) */
     cr_expect_eq(echo_pid(s, "/echo"), echo);
+}
+
+Test(failures, an_abort_mid_request_answers_502_and_the_replica_is_replaced)
+{
+    expect_crash_contained("Crash");
+}
+
+Test(failures, a_segfault_mid_request_answers_502_and_the_replica_is_replaced)
+{
+    expect_crash_contained("Segv");
 }
 
 Test(failures, a_killed_replica_is_replaced)

@@ -14,12 +14,20 @@
  *   Unhealthy  answers like Sleepy, but check_health always fails ("disk full")
  *   StreamFail handle flushes one line, writes part of another, then fails:
  *             the stream must be cut at the flushed line, at once
+ *   Segv      handle dereferences a null pointer
+ *   Spin      handle spins forever on ?spin=1 (never checks for cancel),
+ *             else answers its pid
+ *   Leak      handle leaks ?mb=N MiB (touched, so resident), answers its pid
+ *   Garbage   handle misbehaves as ?kind= says: rc (returns 42), header
+ *             (sets a header with CR LF in it and ignores the refusal),
+ *             frame (writes bytes that are no frame to the data socket, fd 4)
  */
 #include <errno.h>
 #include <jansson.h>
 #include <serve_plugin.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -86,6 +94,49 @@ static int handle_stream_fail(void *state, const serve_request *req, serve_respo
     return serve_set_error("failed mid-stream");
 }
 
+static int handle_segv(void *state, const serve_request *req, serve_response *res)
+{
+    volatile int *nowhere = NULL;
+    return *nowhere;
+}
+
+static int handle_spin(void *state, const serve_request *req, serve_response *res)
+{
+    char spin[4];
+    if (serve_request_query(req, "spin", spin, sizeof(spin)) > 0)
+        for (volatile unsigned long n = 0;; n++) continue;
+    return serve_response_printf(res, "%d\n", (int)getpid());
+}
+
+static void *volatile leak_sink; /* the compiler must not elide the leak */
+
+static int handle_leak(void *state, const serve_request *req, serve_response *res)
+{
+    char mb[16];
+    size_t n = serve_request_query(req, "mb", mb, sizeof(mb)) > 0 ? (size_t)atol(mb) << 20 : 0;
+    char *lost = malloc(n);
+    if (lost) memset(lost, 1, n); /* resident, never freed */
+    leak_sink = lost;
+    return serve_response_printf(res, "%d\n", (int)getpid());
+}
+
+static int handle_garbage(void *state, const serve_request *req, serve_response *res)
+{
+    char kind[16] = "";
+    serve_request_query(req, "kind", kind, sizeof(kind));
+    if (strcmp(kind, "rc") == 0) return 42;
+    if (strcmp(kind, "header") == 0) {
+        serve_response_set_header(res, "x-split", "a\r\nset-cookie: stolen=1");
+        return serve_response_printf(res, "%d\n", (int)getpid());
+    }
+    if (strcmp(kind, "frame") == 0) {
+        static const char junk[64] = "\xff\xff\xff\x7fthis is not a frame";
+        if (write(4, junk, sizeof(junk)) < 0) return -1;
+        return serve_response_printf(res, "after the junk\n");
+    }
+    return serve_response_printf(res, "%d\n", (int)getpid());
+}
+
 static int check_unhealthy(void *state)
 {
     return serve_set_error("disk full");
@@ -98,6 +149,10 @@ static const serve_deployment deployments[] = {
     {.name = "Fail", .init = init_ok, .handle = handle_fail},
     {.name = "Gauge", .init = init_ok, .handle = handle_gauge},
     {.name = "StreamFail", .init = init_ok, .handle = handle_stream_fail},
+    {.name = "Segv", .init = init_ok, .handle = handle_segv},
+    {.name = "Spin", .init = init_ok, .handle = handle_spin},
+    {.name = "Leak", .init = init_ok, .handle = handle_leak},
+    {.name = "Garbage", .init = init_ok, .handle = handle_garbage},
     {.name = "Unhealthy",
      .init = init_ok,
      .handle = handle_sleepy,

@@ -90,7 +90,7 @@ static const char full_config[] =
     "     'init_args': {'spanish': {'deployment': 'Spanish_v1.2-x'}, 'n': [1, 2]},"
     "     'user_config': {'greeting': 'Hola', 'k': 1.5},"
     "     'graceful_shutdown_timeout_s': 5, 'health_check_period_s': 2.5,"
-    "     'health_check_timeout_s': 7,"
+    "     'health_check_timeout_s': 7, 'max_replica_memory_mb': 512,"
     "     'batching': {'max_batch_size': 32, 'batch_wait_timeout_s': 0.05}},"
     "    {'name': 'Spanish_v1.2-x',"
     "     'autoscaling_config': {'min_replicas': 0, 'initial_replicas': 2, 'max_replicas': 4,"
@@ -131,6 +131,7 @@ Test(config_valid, a_full_config_parses_every_field)
     cr_assert_float_eq(c->graceful_shutdown_timeout_s, 5, 1e-12);
     cr_assert_float_eq(c->health_check_period_s, 2.5, 1e-12);
     cr_assert_float_eq(c->health_check_timeout_s, 7, 1e-12);
+    cr_assert_eq(c->max_replica_memory_mb, 512);
     cr_assert_eq(c->autoscaling.enabled, 0);
     cr_assert_eq(c->batching.enabled, 1);
     cr_assert_eq(c->batching.max_batch_size, 32);
@@ -194,6 +195,7 @@ Test(config_valid, a_minimal_config_gets_every_default)
     cr_assert_float_eq(d->graceful_shutdown_timeout_s, 20, 1e-12);
     cr_assert_float_eq(d->health_check_period_s, 10, 1e-12);
     cr_assert_float_eq(d->health_check_timeout_s, 30, 1e-12);
+    cr_assert_eq(d->max_replica_memory_mb, 0, "no memory limit by default");
 
     cr_assert_eq(d->autoscaling.enabled, 0);
     cr_assert_eq(d->batching.enabled, 0);
@@ -532,6 +534,22 @@ Test(config_errors, a_deployment_name_with_a_slash_is_refused)
     expect_error(CONF(APP("{'name': 'a/b'}")),
                  "applications[0].deployments[0].name: may only contain letters, digits, '_', "
                  "'-', '.'");
+}
+
+Test(config_errors, an_application_name_with_a_newline_is_refused)
+{
+    /* Names end up in log lines and file names: a newline would forge a
+       log line, a slash would name another folder. */
+    expect_error(CONF("{'name': 'a\\nb', 'plugin': 'a.so', 'deployments': [{'name': 'd'}]}"),
+                 "applications[0].name: may only contain letters, digits, '_', '-', '.'");
+    expect_error(CONF("{'name': '../x', 'plugin': 'a.so', 'deployments': [{'name': 'd'}]}"),
+                 "applications[0].name: may only contain letters, digits, '_', '-', '.'");
+}
+
+Test(config_errors, a_negative_max_replica_memory_mb_is_refused)
+{
+    expect_error(CONF(APP("{'name': 'd', 'max_replica_memory_mb': -1}")),
+                 "applications[0].deployments[0].max_replica_memory_mb: must be >= 0");
 }
 
 Test(config_errors, deployment_names_must_be_unique_within_an_app)
