@@ -18,6 +18,11 @@
  * request id is per thread: a replica sets it around each request, so
  * that what a plugin logs while handling one carries its id.
  *
+ * Every field and the message are escaped (log.c, put_escaped): control
+ * bytes, DEL and bytes that are not UTF-8 become \n, \xNN and the like,
+ * so whatever a client or plugin puts in a line cannot start another one
+ * or reach a terminal raw, and a JSON line is always valid JSON.
+ *
  * Lines go to stderr and, once log_open_file was called, to a file as
  * well, each with one write(2) so that lines of processes sharing a
  * terminal or file do not interleave. Library-like code (config, codec,
@@ -62,13 +67,18 @@ const char *log_level_name(log_level level); /* "DEBUG", ... */
 /* "TEXT" or "JSON", in any case; -1 if unknown. */
 int log_encoding_parse(const char *name);
 
-/* Also write every line to the file at `path` (created, appended to),
-   instead of any file opened before. 0 or a negative errno. */
+/* Also write every line to the file at `path` (created with mode 0600,
+   appended to), instead of any file opened before. 0 or a negative errno:
+   -ELOOP when `path` is a symbolic link (never followed), -EINVAL when it
+   is not a regular file, -EPERM when another user owns it, -EMLINK when
+   it has more than one hard link. */
 int log_open_file(const char *path);
 void log_close_file(void);
 
 /* Format one line, newline included, into `out` (truncated to fit, the
-   newline kept, NUL-terminated); returns its length. `size` >= 8. */
+   newline kept, NUL-terminated); returns its length. `size` >= 8; a JSON
+   line is a valid object whenever `size` >= 80 (fields that do not fit
+   whole are left out, the message is cut). */
 size_t log_format(char *out, size_t size, log_level level, const log_fields *f, const char *fmt,
                   va_list ap);
 

@@ -141,8 +141,11 @@ static inline int ctl__dep_target(const ctl_dep *d)
 /* ---- logs.c ---------------------------------------------------------- */
 
 /* Create the logs folder (logging_config.logs_dir, or a session folder)
-   and log to serve.log in it. A logs_dir that cannot be made is an error
-   (-errno, message in err); a session folder that cannot, a warning. */
+   and log to serve.log in it (0700 folders, 0600 files). A logs_dir that
+   cannot be made, or whose serve.log cannot be opened safely (a symbolic
+   link, another user's file), is an error (-errno, message in err); a
+   session folder that cannot be made, or a $TMPDIR/serve that is not ours
+   alone, is a warning, and lines then go to stderr only. */
 int ctl__logs_open(ctl *c, char *err, size_t errlen);
 
 /* A deployment's replicas' {level, encoding[, dir]} (a new reference). */

@@ -8,6 +8,15 @@
  * folder, $TMPDIR/serve/session_<date>_<time>_<pid>/logs, and
  * $TMPDIR/serve/session_latest points at the newest, as Ray's
  * /tmp/ray/session_latest does.
+ *
+ * $TMPDIR is usually /tmp, which every local user can write, and the
+ * session names are easy to guess: another user could create /tmp/serve
+ * first and plant serve.log -> a file of ours, and we would append to it.
+ * So the base folder is used only if it is a real folder (not a symbolic
+ * link) that we own and nobody else can write; otherwise we warn and log to
+ * stderr only. Inside it, the session folder must be new (made by this
+ * call, never an existing one), and every folder we make is 0700, every
+ * file 0600 (log_open_file, which also refuses to follow a symbolic link).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -20,7 +29,8 @@
 #include "common/log.h"
 #include "serve/internal.h"
 
-/* mkdir -p: every missing folder of `path`. 0 or a negative errno. */
+/* mkdir -p: every missing folder of `path`, made 0700 (logs are private).
+   0 or a negative errno. */
 static int make_dirs(const char *path)
 {
     char buf[4096];
@@ -29,14 +39,30 @@ static int make_dirs(const char *path)
         if (*p != '/' && *p != '\0') continue;
         char c = *p;
         *p = '\0';
-        if (mkdir(buf, 0755) != 0 && errno != EEXIST) return -errno;
+        if (mkdir(buf, 0700) != 0 && errno != EEXIST) return -errno;
         if (c == '\0') return 0;
         *p = c;
     }
 }
 
+/* Make `base` (0700) unless it exists, and check that it is ours alone: a
+   folder, not a symbolic link, owned by us, not writable by group or
+   others. NULL, or what is wrong, in words (a static string). */
+static const char *own_base(const char *base)
+{
+    struct stat st;
+    if (mkdir(base, 0700) != 0 && errno != EEXIST) return strerror(errno);
+    if (lstat(base, &st) != 0) return strerror(errno);
+    if (S_ISLNK(st.st_mode)) return "it is a symbolic link";
+    if (!S_ISDIR(st.st_mode)) return "it is not a folder";
+    if (st.st_uid != geteuid()) return "another user owns it";
+    if (st.st_mode & (S_IWGRP | S_IWOTH)) return "other users can write to it";
+    return NULL;
+}
+
 /* Point <base>/session_latest at `session` (a name in base), replacing
-   the old link in one rename so that readers never miss it. */
+   the old link in one rename so that readers never miss it. Base is ours
+   alone (own_base), so nobody can race us for the temporary name. */
 static void link_latest(const char *base, const char *session)
 {
     char tmp[4200], link[4200];
@@ -46,24 +72,62 @@ static void link_latest(const char *base, const char *session)
     if (symlink(session, tmp) != 0 || rename(tmp, link) != 0) unlink(tmp);
 }
 
-/* A new session folder's logs folder (a new string), or NULL. */
+/* A new session folder's logs folder (a new string), or NULL after a
+   warning saying why. */
 static char *session_logs_dir(void)
 {
     const char *tmp = getenv("TMPDIR");
-    char base[4096], session[128], *dir = NULL;
+    char base[4096], session[128], path[4300];
     time_t now = time(NULL);
     struct tm tm;
     localtime_r(&now, &tm);
     snprintf(base, sizeof(base), "%s/serve", tmp && tmp[0] ? tmp : "/tmp");
-    size_t n = strftime(session, sizeof(session), "session_%Y-%m-%d_%H-%M-%S", &tm);
-    snprintf(session + n, sizeof(session) - n, "_%d", (int)getpid());
-    if (asprintf(&dir, "%s/%s/logs", base, session) < 0) return NULL;
-    if (make_dirs(dir) != 0) {
-        free(dir);
+    const char *why = own_base(base);
+    if (why) {
+        log_warn("not using %s for logs (%s): logging to stderr only; set "
+                 "logging_config.logs_dir, or remove %s",
+                 base, why, base);
         return NULL;
     }
+    size_t n = strftime(session, sizeof(session), "session_%Y-%m-%d_%H-%M-%S", &tm);
+    snprintf(session + n, sizeof(session) - n, "_%d", (int)getpid());
+    /* EEXIST too is a failure: the folder must be one we just made. */
+    snprintf(path, sizeof(path), "%s/%s", base, session);
+    if (mkdir(path, 0700) != 0) goto fail;
+    snprintf(path, sizeof(path), "%s/%s/logs", base, session);
+    if (mkdir(path, 0700) != 0) goto fail;
     link_latest(base, session);
-    return dir;
+    return strdup(path);
+fail:
+    log_warn("cannot create %s: %s; logging to stderr only", path, strerror(errno));
+    return NULL;
+}
+
+/* Why serve.log cannot be opened, in words (rc from log_open_file). */
+static const char *open_error(int rc)
+{
+    switch (rc) {
+    case -ELOOP:
+        return "it is a symbolic link, which serve does not follow";
+    case -EINVAL:
+        return "it is not a regular file";
+    case -EPERM:
+        return "another user owns it";
+    case -EMLINK:
+        return "it has other hard links";
+    default:
+        return strerror(-rc);
+    }
+}
+
+/* A given logs_dir that others can write is the operator's choice, but
+   worth a word: they can put files there before us (which log_open_file
+   then refuses, so serve would not start). */
+static void check_given(const char *dir)
+{
+    struct stat st;
+    if (stat(dir, &st) == 0 && (st.st_mode & (S_IWGRP | S_IWOTH)))
+        log_warn("logging_config.logs_dir %s is writable by other users", dir);
 }
 
 int ctl__logs_open(ctl *c, char *err, size_t errlen)
@@ -76,14 +140,14 @@ int ctl__logs_open(ctl *c, char *err, size_t errlen)
                      strerror(rc ? -rc : errno));
             return rc ? rc : -errno;
         }
+        check_given(c->logs_dir);
     } else if (!(c->logs_dir = session_logs_dir())) {
-        log_warn("cannot create a logs folder under $TMPDIR/serve: logging to stderr only");
         return 0;
     }
     char path[4200];
     snprintf(path, sizeof(path), "%s/serve.log", c->logs_dir);
     if ((rc = log_open_file(path)) != 0) {
-        snprintf(err, errlen, "cannot open %s: %s", path, strerror(-rc));
+        snprintf(err, errlen, "cannot open %s: %s", path, open_error(rc));
         return rc;
     }
     log_info("logs in %s", c->logs_dir);

@@ -1,7 +1,9 @@
 /*
  * test_logging.c - logs as an operator reads them: one file per replica
  * in the logs folder, plugin lines tagged with the request they served,
- * the JSON encoding, live level changes, and the default session folder.
+ * the JSON encoding, live level changes, and the default session folder;
+ * and logs as an attacker would like them: lines forged through a request
+ * path, a logs folder or log file planted by another user.
  */
 #include <criterion/criterion.h>
 #include <dirent.h>
@@ -9,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "expect.h"
@@ -56,6 +59,14 @@ static int list_files(const char *dir, const char *prefix, char out[][256], int 
             snprintf(out[n++], 256, "%s", e->d_name);
     closedir(d);
     return n;
+}
+
+/* The permission bits of `path` (not following a last symbolic link). */
+static unsigned mode_of(const char *path)
+{
+    struct stat st;
+    cr_assert_eq(lstat(path, &st), 0, "%s", path);
+    return st.st_mode & 07777;
 }
 
 /* Wait (up to 3 s) until file `path` contains `needle`; returns its text
@@ -111,12 +122,20 @@ Test(logging, each_replica_has_its_own_file_and_plugin_lines_carry_the_request_i
         free(text);
     }
     cr_assert_eq(found, 1, "the request's line must be in one replica file\n%s", LOG(s));
+    /* Logs are private: the folder we made 0700, each file 0600. */
+    cr_expect_eq(mode_of(dir), 0700, "%s: %o", dir, mode_of(dir));
+    for (int i = 0; i < 2; i++) {
+        char path[H_PATH_MAX + 2400];
+        snprintf(path, sizeof(path), "%s/%s", dir, names[i]);
+        cr_expect_eq(mode_of(path), 0600, "%s: %o", path, mode_of(path));
+    }
 
     /* serve.log has the controller's lines and the access line, and the
        terminal (stderr) got the same lines. */
     char path[H_PATH_MAX + 32];
     snprintf(path, sizeof(path), "%s/serve.log", dir);
     char *text = wait_for_text(path, "req=trace-42: GET /log/x 200 ");
+    cr_expect_eq(mode_of(path), 0600, "%s: %o", path, mode_of(path));
     cr_expect(strstr(text, " INFO  access log/Logger#"), "%s", text);
     cr_expect(strstr(text, "req=trace-42: GET /log/x 200 "), "%s", text);
     cr_expect(strstr(text, " INFO  controller log/Logger: replica "), "%s", text);
@@ -150,10 +169,16 @@ static int check_json_lines(const char *what, char *text)
 Test(logging, the_json_encoding_makes_every_line_an_object)
 {
     h_serve *s = start(", \"encoding\": \"JSON\"", LOGGER(""));
+    /* A path with a newline, an ESC and a byte that is not UTF-8 must not
+       break a line: every line below is checked. */
+    h_response r;
+    get_expect_h(s, "/log/a%0a%1b%ff%22", (const char *[]){"x-request-id: json-0", NULL}, 200, &r);
+    h_response_free(&r);
     log_request(s, "warn", "json-1");
     char path[H_PATH_MAX + 32];
     snprintf(path, sizeof(path), "%s/logs/serve.log", s->dir);
     char *text = wait_for_text(path, "\"request_id\":\"json-1\"");
+    cr_expect(strstr(text, "\"message\":\"GET /log/a\\n\\u001b\\\\xff\\\" 200 "), "%s", text);
     cr_assert_gt(check_json_lines("serve.log", text), 3);
     free(text);
 
@@ -242,7 +267,178 @@ Test(logging, without_logs_dir_each_run_gets_a_session_folder_and_a_latest_link)
     cr_expect_eq(list_files(dir, "serve.log", names, 4), 1, "no serve.log in %s", dir);
     for (double end = h_now() + 3; list_files(dir, "replica_log_Logger_", names, 4) < 2;)
         cr_assert_lt(h_now(), end, "expected two replica files in %s", dir);
+    /* Base, session and logs folders 0700, every file 0600. */
+    char path[H_PATH_MAX + 2400];
+    snprintf(path, sizeof(path), "%s/serve", s->dir);
+    cr_expect_eq(mode_of(path), 0700, "%s: %o", path, mode_of(path));
+    snprintf(path, sizeof(path), "%s/serve/%s", s->dir, target);
+    cr_expect_eq(mode_of(path), 0700, "%s: %o", path, mode_of(path));
+    cr_expect_eq(mode_of(dir), 0700, "%s: %o", dir, mode_of(dir));
+    for (int i = 0; i < 2; i++) {
+        snprintf(path, sizeof(path), "%s/%s", dir, names[i]);
+        cr_expect_eq(mode_of(path), 0600, "%s: %o", path, mode_of(path));
+    }
+    snprintf(path, sizeof(path), "%s/serve.log", dir);
+    cr_expect_eq(mode_of(path), 0600, "%s: %o", path, mode_of(path));
     char *text = h_serve_log(s);
     cr_expect(strstr(text, "logs in "), "the folder is announced:\n%s", text);
+    free(text);
+}
+
+/* ---- Hostile input ------------------------------------------------------ */
+
+/* The lines of `text` holding `needle`; the first one copied into `first`. */
+static int count_lines(const char *text, const char *needle, char *first, size_t size)
+{
+    int n = 0;
+    for (const char *line = text; *line;) {
+        const char *end = strchr(line, '\n');
+        size_t len = end ? (size_t)(end - line) : strlen(line);
+        if (memmem(line, len, needle, strlen(needle))) {
+            if (n++ == 0) snprintf(first, size, "%.*s", (int)len, line);
+        }
+        line += len + (end ? 1 : 0);
+    }
+    return n;
+}
+
+/* A line must not start with the forged time (a line of its own). */
+#define FORGED "2026-01-01T00:00:00.000Z ERROR controller: forged"
+
+Test(logging, a_newline_or_escape_in_a_path_cannot_forge_a_line)
+{
+    h_serve *s = start("", LOGGER(""));
+    h_response r;
+    get_expect_h(s, "/log/x%0a2026-01-01T00:00:00.000Z%20ERROR%20controller:%20forged%1b%5b31m%0d",
+                 (const char *[]){"x-request-id: inj-1", NULL}, 200, &r);
+    h_response_free(&r);
+
+    /* serve.log: exactly one access line for the request, escaped. */
+    char path[H_PATH_MAX + 32], line[2048] = "";
+    snprintf(path, sizeof(path), "%s/logs/serve.log", s->dir);
+    char *text = wait_for_text(path, "req=inj-1: GET ");
+    cr_expect_eq(count_lines(text, "inj-1", line, sizeof(line)), 1, "%s", text);
+    cr_expect(strstr(line, "req=inj-1: GET /log/x\\n" FORGED "\\x1b[31m\\r 200 "), "%s", line);
+    cr_expect_eq(count_lines(text, "\n" FORGED, line, sizeof(line)), 0, "%s", text);
+    cr_expect_null(strchr(text, '\x1b'), "a raw ESC in serve.log:\n%s", text);
+    cr_expect_null(strchr(text, '\r'), "a raw CR in serve.log:\n%s", text);
+    free(text);
+
+    /* The plugin logged the path too (serve_log): the same escapes, on
+       stderr and in the replica's file. */
+    wait_log(s, "req=inj-1: handled", 1);
+    text = h_serve_log(s);
+    cr_expect(strstr(text, "req=inj-1: handled /log/x\\n" FORGED "\\x1b[31m\\r\n"), "%s", text);
+    cr_expect_null(strstr(text, "\n" FORGED), "a forged line on stderr:\n%s", text);
+    cr_expect_null(strchr(text, '\x1b'), "a raw ESC on stderr:\n%s", text);
+    free(text);
+}
+
+/* ---- The logs folder against other local users --------------------------- */
+
+/* Start without logs_dir (a session folder under TMPDIR = s->dir, whose
+   `serve` base `prepare` set up), and expect serve to refuse the base
+   with a warning naming `why`, then run and log to stderr only. */
+static void expect_base_refused(h_serve *s, const char *why)
+{
+    write_config(s, "", LOGGER(""));
+    cr_assert_eq(h_serve_start(s), 0);
+    cr_assert_eq(h_serve_wait_ready(s, "/log", READY_TIMEOUT_S), 0, "%s", LOG(s));
+    log_request(s, "info", "stderr-1");
+    wait_log(s, "req=stderr-1: GET /log/x 200 ", 1);
+    char *text = h_serve_log(s);
+    char want[H_PATH_MAX + 128];
+    snprintf(want, sizeof(want),
+             "WARN  controller: not using %s/serve for logs (%s): logging to "
+             "stderr only",
+             s->dir, why);
+    cr_expect(strstr(text, want), "expected '%s' in:\n%s", want, text);
+    cr_expect_null(strstr(text, "logs in "), "%s", text);
+    free(text);
+}
+
+/* The folder holds nothing but `except`. */
+static void assert_empty(const char *dir, const char *except)
+{
+    DIR *d = opendir(dir);
+    cr_assert_not_null(d, "%s", dir);
+    for (struct dirent *e; (e = readdir(d));)
+        cr_expect(strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0 ||
+                      (except && strcmp(e->d_name, except) == 0),
+                  "%s/%s was made", dir, e->d_name);
+    closedir(d);
+}
+
+Test(logging, a_base_folder_that_is_a_symbolic_link_is_not_used)
+{
+    h_serve *s = h_serve_new();
+    cr_assert_not_null(s);
+    char base[H_PATH_MAX], other[H_PATH_MAX];
+    snprintf(base, sizeof(base), "%s/serve", s->dir);
+    snprintf(other, sizeof(other), "%s/theirs", s->dir);
+    cr_assert_eq(mkdir(other, 0700), 0);
+    cr_assert_eq(symlink(other, base), 0);
+    expect_base_refused(s, "it is a symbolic link");
+    assert_empty(other, NULL);
+}
+
+Test(logging, a_base_folder_others_can_write_is_not_used)
+{
+    h_serve *s = h_serve_new();
+    cr_assert_not_null(s);
+    char base[H_PATH_MAX], planted[H_PATH_MAX + 32];
+    snprintf(base, sizeof(base), "%s/serve", s->dir);
+    cr_assert_eq(mkdir(base, 0700), 0);
+    cr_assert_eq(chmod(base, 01777), 0); /* like /tmp: sticky, writable by all */
+    /* what another user would plant: session_latest -> a folder of theirs */
+    snprintf(planted, sizeof(planted), "%s/session_latest", base);
+    cr_assert_eq(symlink("/", planted), 0);
+    expect_base_refused(s, "other users can write to it");
+    assert_empty(base, "session_latest");
+    char target[8] = "";
+    cr_expect_eq(readlink(planted, target, sizeof(target) - 1), 1, "session_latest replaced");
+}
+
+Test(logging, a_base_folder_another_user_owns_is_not_used)
+{
+    if (geteuid() != 0) cr_skip_test("needs root to make a folder another user owns");
+    h_serve *s = h_serve_new();
+    cr_assert_not_null(s);
+    char base[H_PATH_MAX];
+    snprintf(base, sizeof(base), "%s/serve", s->dir);
+    cr_assert_eq(mkdir(base, 0755), 0);
+    cr_assert_eq(chown(base, 65534, 65534), 0);
+    expect_base_refused(s, "another user owns it");
+    assert_empty(base, NULL);
+}
+
+Test(logging, a_serve_log_planted_as_a_symbolic_link_is_refused_not_followed)
+{
+    h_serve *s = h_serve_new();
+    cr_assert_not_null(s);
+    char logs[H_PATH_MAX], victim[H_PATH_MAX], planted[H_PATH_MAX + 32];
+    snprintf(logs, sizeof(logs), "%s/logs", s->dir);
+    snprintf(victim, sizeof(victim), "%s/victim", s->dir);
+    snprintf(planted, sizeof(planted), "%s/serve.log", logs);
+    FILE *v = fopen(victim, "w");
+    cr_assert_not_null(v);
+    fputs("precious\n", v);
+    fclose(v);
+    cr_assert_eq(mkdir(logs, 0700), 0);
+    cr_assert_eq(symlink(victim, planted), 0);
+    char logging[H_PATH_MAX + 32];
+    snprintf(logging, sizeof(logging), "\"logs_dir\": \"%s\"", logs);
+    write_config(s, logging, LOGGER(""));
+    cr_assert_eq(h_serve_start(s), 0);
+    cr_expect_eq(h_serve_wait_exit(s, 10), 1, "serve must refuse to start:\n%s", LOG(s));
+    char *text = h_serve_log(s), want[H_PATH_MAX + 128];
+    snprintf(want, sizeof(want),
+             "serve: cannot open %s: it is a symbolic link, which serve does "
+             "not follow",
+             planted);
+    cr_expect(strstr(text, want), "expected '%s' in:\n%s", want, text);
+    free(text);
+    text = h_read_file(victim, NULL);
+    cr_expect_str_eq(text ? text : "", "precious\n");
     free(text);
 }
