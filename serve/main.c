@@ -94,12 +94,14 @@ static void raise_fd_limit(void)
 }
 
 /* The admin API can change what runs: off this machine only with a token
-   (admin.auth_token, or $SERVE_ADMIN_TOKEN). Frees cfg and returns NULL
-   when the config breaks that rule. */
+   (admin.auth_token, or $SERVE_ADMIN_TOKEN). An address literal is judged
+   here, before anything starts; a name only once admin_start has bound it
+   (it refuses an address that is not loopback). Frees cfg and returns
+   NULL when the config breaks that rule. */
 static cfg_config *check_admin_exposure(cfg_config *cfg, const char *path)
 {
     cfg_admin_token_from_env(cfg);
-    if (cfg->admin_auth_token || admin_host_is_loopback(cfg->admin_host)) return cfg;
+    if (cfg->admin_auth_token || admin_host_may_be_loopback(cfg->admin_host)) return cfg;
     fprintf(stderr,
             "serve: invalid config %s: admin.host: '%s' is not a loopback address; set "
             "admin.auth_token (or SERVE_ADMIN_TOKEN) to expose the admin API\n",

@@ -15,6 +15,7 @@
 #include <ftw.h>
 #include <limits.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
@@ -72,6 +73,39 @@ int h_free_port(void)
         port = ntohs(addr.sin_port);
     if (fd >= 0) close(fd);
     return port;
+}
+
+int h_connect(int port)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET,
+                             .sin_port = htons((uint16_t)port),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+        close(fd);
+        fd = -1;
+    }
+    return fd;
+}
+
+ssize_t h_read_until_close(int fd, double deadline, char *buf, size_t size, int *closed)
+{
+    size_t len = 0;
+    *closed = 0;
+    buf[0] = '\0';
+    while (len + 1 < size) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        double left = deadline - h_now();
+        if (left <= 0 || poll(&p, 1, (int)(left * 1000) + 1) <= 0) break;
+        ssize_t n = recv(fd, buf + len, size - 1 - len, 0);
+        if (n <= 0) {
+            *closed = 1; /* an orderly end, or reset */
+            break;
+        }
+        len += (size_t)n;
+        buf[len] = '\0';
+    }
+    return (ssize_t)len;
 }
 
 uint64_t h_fnv1a64(const void *data, size_t len)

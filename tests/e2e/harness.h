@@ -91,6 +91,14 @@ void h_sleep_ms(int ms);
    close). Returns the port or -1. */
 int h_free_port(void);
 
+/* A TCP connection to 127.0.0.1:`port`, or -1. */
+int h_connect(int port);
+
+/* Read from `fd` into buf (NUL-terminated) until the peer closes or resets
+   the connection (*closed = 1) or h_now() passes `deadline`. Returns the
+   bytes read. */
+ssize_t h_read_until_close(int fd, double deadline, char *buf, size_t size, int *closed);
+
 /* FNV-1a 64 of `len` bytes: what examples/echo reports as body_fnv1a64. */
 uint64_t h_fnv1a64(const void *data, size_t len);
 

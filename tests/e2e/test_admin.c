@@ -1,13 +1,20 @@
 /*
  * test_admin.c - the admin API (Ray's GET /api/serve/applications/ status
- * document), its token rule, and `serve status`, against the real binary.
+ * document), its token rule, and `serve status`, against the real binary;
+ * then its defences (docs/security.md): Host and Origin checks, refusals
+ * before the body, headers, the audit log.
  */
+#include <arpa/inet.h>
 #include <criterion/criterion.h>
 #include <curl/curl.h>
 #include <jansson.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "expect.h"
@@ -238,4 +245,278 @@ Test(admin, an_admin_api_off_loopback_without_a_token_is_refused)
     h_serve *s = start_with_admin(", \"host\": \"0.0.0.0\"");
     cr_assert_eq(h_serve_wait_exit(s, 5), 2, "%s", LOG(s));
     cr_expect(strstr(LOG(s), "admin.host: '0.0.0.0' is not a loopback address"), "%s", LOG(s));
+}
+
+/* ---- Defences (docs/security.md) ---------------------------------------- */
+
+#define TOKEN      "s3cret-token-0123456789" /* long enough not to be warned about */
+#define APPS       "/api/serve/applications/"
+#define RAW_WAIT_S 3.0 /* a raw exchange gives up after this */
+
+/* One answer read off a raw socket, as sent. */
+typedef struct raw_answer {
+    long status;   /* 0 without an answer */
+    double took_s; /* from sending to the end of the answer (or giving up) */
+    char text[65536];
+} raw_answer;
+
+/* A connected socket to the admin port. */
+static int admin_socket(const h_serve *s)
+{
+    int fd = h_connect(s->admin_port);
+    cr_assert_geq(fd, 0, "connect: %m");
+    return fd;
+}
+
+/* Read what the server sends on `fd` until it closes or `deadline`
+   (h_now) passes; `start` is when the request went out. */
+static void raw_read(int fd, double start, double deadline, raw_answer *out)
+{
+    int closed;
+    h_read_until_close(fd, deadline, out->text, sizeof(out->text), &closed);
+    out->took_s = h_now() - start;
+    out->status = 0;
+    sscanf(out->text, "HTTP/1.%*d %ld", &out->status);
+}
+
+/* Send `request` byte for byte (any headers, a Content-Length with no
+   body behind it) and read the answer until the server closes. */
+static void raw_send(const h_serve *s, const char *request, raw_answer *out)
+{
+    int fd = admin_socket(s);
+    double start = h_now();
+    size_t len = strlen(request);
+    cr_assert_eq(send(fd, request, len, MSG_NOSIGNAL), (ssize_t)len, "send: %m");
+    raw_read(fd, start, start + RAW_WAIT_S, out);
+    close(fd);
+}
+
+/* METHOD path HTTP/1.1 with `headers` ("Name: value\r\n" lines, Host
+   among them) and no body; the server is asked to close after. */
+static long raw_request(const h_serve *s, const char *method, const char *path, const char *headers,
+                        raw_answer *out)
+{
+    char request[2048];
+    snprintf(request, sizeof(request), "%s %s HTTP/1.1\r\n%sConnection: close\r\n\r\n", method,
+             path, headers);
+    raw_send(s, request, out);
+    return out->status;
+}
+
+/* The value of header `name` (any case) in a raw answer, "" when absent. */
+static const char *raw_header(const raw_answer *r, const char *name, char *buf, size_t size)
+{
+    size_t n = strlen(name);
+    buf[0] = '\0';
+    for (const char *line = strstr(r->text, "\r\n"); line && line[2] != '\r';
+         line = strstr(line + 2, "\r\n")) {
+        const char *h = line + 2;
+        if (strncasecmp(h, name, n) != 0 || h[n] != ':') continue;
+        for (h += n + 1; *h == ' '; h++) continue;
+        size_t len = strcspn(h, "\r");
+        snprintf(buf, size, "%.*s", (int)(len < size ? len : size - 1), h);
+        break;
+    }
+    return buf;
+}
+
+/* How many times `text` is in serve's log now. */
+static int log_count(const h_serve *s, const char *text)
+{
+    char *log = h_serve_log(s);
+    int n = 0;
+    for (const char *p = log; p && (p = strstr(p, text)); p++) n++;
+    free(log);
+    return n;
+}
+
+Test(admin, without_a_token_a_host_header_that_is_not_loopback_is_refused)
+{
+    h_serve *s = serve_up("/echo", "", ECHO2);
+    static raw_answer r;
+    char host[128];
+    /* A page on a rebinding name sends that name: refused, pages too. */
+    const char *foreign[] = {"Host: evil.example\r\n", "Host: evil.example:8265\r\n",
+                             "Host: 127.evil.example\r\n", "Host: localhost.evil.example\r\n"};
+    for (size_t i = 0; i < sizeof(foreign) / sizeof(foreign[0]); i++) {
+        cr_expect_eq(raw_request(s, "GET", APPS, foreign[i], &r), 403, "%s-> %s", foreign[i],
+                     r.text);
+        cr_expect(strstr(r.text, "\"error\":\"Host names neither admin.host nor a loopback"), "%s",
+                  r.text);
+        cr_expect_eq(raw_request(s, "GET", "/", foreign[i], &r), 403, "%s", r.text);
+    }
+    /* Loopback names and literals, with or without the port, any case. */
+    const char *fmt[] = {"Host: localhost:%d\r\n", "Host: 127.0.0.1:%d\r\n", "Host: [::1]:%d\r\n",
+                         "Host: LocalHost:%d\r\n", "Host: 127.1.2.3:%d\r\n", "Host: 127.0.0.1\r\n"};
+    for (size_t i = 0; i < sizeof(fmt) / sizeof(fmt[0]); i++) {
+        snprintf(host, sizeof(host), fmt[i], s->admin_port);
+        cr_expect_eq(raw_request(s, "GET", APPS, host, &r), 200, "%s-> %s", host, r.text);
+    }
+    /* HTTP/1.0 tools may send no Host at all. */
+    raw_send(s, "GET " APPS " HTTP/1.0\r\n\r\n", &r);
+    cr_expect_eq(r.status, 200, "%s", r.text);
+}
+
+Test(admin, without_a_token_a_write_from_another_origin_is_refused)
+{
+    h_serve *s = serve_up("/echo", "", ECHO2);
+    static raw_answer r;
+    static char body[65536];
+    char headers[256];
+    snprintf(headers, sizeof(headers), "Host: 127.0.0.1:%d\r\nOrigin: http://evil.example\r\n",
+             s->admin_port);
+    cr_expect_eq(raw_request(s, "DELETE", APPS, headers, &r), 403, "%s", r.text);
+    cr_expect(strstr(r.text, "Origin does not match Host"), "%s", r.text);
+    cr_assert_eq(admin_request(s, "GET", NULL, body), 200);
+    cr_expect(strstr(body, "\"echo\""), "the refused DELETE removed the apps: %s", body);
+    /* A read from another origin is served (the browser keeps the answer
+       from the page: no CORS headers); a write from the page's own origin
+       too. */
+    cr_expect_eq(raw_request(s, "GET", APPS, headers, &r), 200, "%s", r.text);
+    snprintf(headers, sizeof(headers), "Host: 127.0.0.1:%d\r\nOrigin: http://127.0.0.1:%d\r\n",
+             s->admin_port, s->admin_port);
+    cr_expect_eq(raw_request(s, "DELETE", APPS, headers, &r), 200, "%s", r.text);
+}
+
+Test(admin, with_a_token_any_host_gets_an_answer_for_the_right_bearer)
+{
+    h_serve *s = start_with_admin(", \"auth_token\": \"" TOKEN "\"");
+    cr_assert_eq(h_serve_wait_ready(s, "/echo", READY_TIMEOUT_S), 0, "%s", LOG(s));
+    static raw_answer r;
+    cr_expect_eq(raw_request(s, "GET", APPS,
+                             "Host: serve.example.com\r\nAuthorization: Bearer " TOKEN "\r\n", &r),
+                 200, "%s", r.text);
+    cr_expect_eq(raw_request(s, "GET", APPS, "Host: serve.example.com\r\n", &r), 401, "%s", r.text);
+    cr_expect_eq(log_count(s, "admin.auth_token is only"), 0, "%s", LOG(s));
+}
+
+Test(admin, the_bearer_scheme_is_case_insensitive_and_a_short_token_is_warned_about)
+{
+    h_serve *s = start_with_admin(", \"auth_token\": \"s3cret\"");
+    cr_assert_eq(h_serve_wait_ready(s, "/echo", READY_TIMEOUT_S), 0, "%s", LOG(s));
+    static raw_answer r;
+    const char *good[] = {"bearer s3cret", "BEARER s3cret", "Bearer   s3cret"};
+    const char *bad[] = {"Bearer s3cre", "Bearer s3cretX", "Bearer ", "Basic s3cret", "s3cret"};
+    char headers[256];
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        snprintf(headers, sizeof(headers), "Host: localhost\r\nAuthorization: %s\r\n", good[i]);
+        cr_expect_eq(raw_request(s, "GET", APPS, headers, &r), 200, "%s -> %s", good[i], r.text);
+    }
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        snprintf(headers, sizeof(headers), "Host: localhost\r\nAuthorization: %s\r\n", bad[i]);
+        cr_expect_eq(raw_request(s, "GET", APPS, headers, &r), 401, "%s -> %s", bad[i], r.text);
+    }
+    cr_expect(strstr(LOG(s), "WARN  admin: admin.auth_token is only 6 bytes"), "%s", LOG(s));
+}
+
+Test(admin, a_name_that_resolves_off_loopback_is_refused_once_bound)
+{
+    /* "0" is not an address literal to inet_pton, so only the address it
+       binds (0.0.0.0: getaddrinfo reads it as a number) can tell. */
+    h_serve *s = start_with_admin(", \"host\": \"0\"");
+    cr_assert_eq(h_serve_wait_exit(s, 5), 1, "%s", LOG(s));
+    cr_expect(strstr(LOG(s), "serve: admin.host: '0' resolves to 0.0.0.0, not a loopback address; "
+                             "set admin.auth_token (or SERVE_ADMIN_TOKEN)"),
+              "%s", LOG(s));
+}
+
+Test(admin, a_put_without_the_token_or_too_large_is_answered_before_its_body)
+{
+    h_serve *s = start_with_admin(", \"auth_token\": \"" TOKEN "\"");
+    cr_assert_eq(h_serve_wait_ready(s, "/echo", READY_TIMEOUT_S), 0, "%s", LOG(s));
+    static raw_answer r;
+    /* Headers that announce a 1 GB body that never comes. */
+    raw_send(s, "PUT " APPS " HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1000000000\r\n\r\n",
+             &r);
+    cr_expect_eq(r.status, 401, "%s", r.text);
+    cr_expect_lt(r.took_s, 1.0);
+    raw_send(s,
+             "PUT " APPS " HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer " TOKEN
+             "\r\nContent-Length: 1000000000\r\n\r\n",
+             &r);
+    cr_expect_eq(r.status, 413, "%s", r.text);
+    cr_expect(strstr(r.text, "config over 1 MiB"), "%s", r.text);
+    cr_expect_lt(r.took_s, 1.0);
+}
+
+Test(admin, a_chunked_body_past_the_limit_is_cut_off)
+{
+    h_serve *s = start_with_admin(", \"auth_token\": \"" TOKEN "\"");
+    cr_assert_eq(h_serve_wait_ready(s, "/echo", READY_TIMEOUT_S), 0, "%s", LOG(s));
+    int fd = admin_socket(s);
+    const char *head = "PUT " APPS " HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer " TOKEN
+                       "\r\nTransfer-Encoding: chunked\r\n\r\n";
+    cr_assert_eq(send(fd, head, strlen(head), MSG_NOSIGNAL), (ssize_t)strlen(head));
+    /* 64 KiB chunks: the server must hang up long before 64 MiB went out
+       (socket buffers hold a few MiB at most). */
+    static char chunk[65536 + 16];
+    int n = snprintf(chunk, sizeof(chunk), "10000\r\n");
+    memset(chunk + n, 'x', 65536);
+    memcpy(chunk + n + 65536, "\r\n", 2);
+    size_t size = (size_t)n + 65536 + 2, sent = 0;
+    while (sent < (64u << 20)) {
+        ssize_t w = send(fd, chunk, size, MSG_NOSIGNAL);
+        if (w <= 0) break;
+        sent += (size_t)w;
+    }
+    close(fd);
+    cr_expect_lt(sent, 64u << 20, "the server read %zu bytes of an oversized body", sent);
+    wait_log(s, "body over 1 MiB: connection closed unanswered", 1);
+}
+
+Test(admin, answers_are_not_sniffed_nor_cached_and_the_page_cannot_be_framed)
+{
+    h_serve *s = serve_up("/echo", "", ECHO2);
+    static raw_answer r;
+    char value[512];
+    const char *paths[] = {APPS, "/metrics", "/", "/nowhere"};
+    for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++) {
+        raw_request(s, "GET", paths[i], "Host: localhost\r\n", &r);
+        cr_expect_str_eq(raw_header(&r, "x-content-type-options", value, sizeof(value)), "nosniff",
+                         "%s: %s", paths[i], r.text);
+        cr_expect_str_eq(raw_header(&r, "cache-control", value, sizeof(value)), "no-store", "%s",
+                         paths[i]);
+    }
+    raw_request(s, "GET", "/", "Host: localhost\r\n", &r);
+    cr_assert_eq(r.status, 200);
+    raw_header(&r, "content-security-policy", value, sizeof(value));
+    cr_expect(strstr(value, "frame-ancestors 'none'"), "CSP: '%s'", value);
+    cr_expect(strstr(value, "connect-src 'self'"), "CSP: '%s'", value);
+    cr_expect(strstr(value, "default-src 'none'"), "CSP: '%s'", value);
+    /* refusals too */
+    raw_request(s, "GET", APPS, "Host: evil.example\r\n", &r);
+    cr_expect_str_eq(raw_header(&r, "x-content-type-options", value, sizeof(value)), "nosniff");
+}
+
+Test(admin, changes_are_logged_with_the_client_address_and_the_outcome)
+{
+    h_serve *s = serve_up("/echo", "", ECHO2);
+    static char body[65536];
+    char config[2048];
+    echo_config(s, 1, "echo.so", config, sizeof(config));
+    cr_assert_eq(admin_put(s, config, body), 200, "%s", body);
+    wait_log(s, "INFO  admin: PUT " APPS " from 127.0.0.1:", 1);
+    cr_expect(strstr(LOG(s), APPS " from 127.0.0.1:") && strstr(LOG(s), ": 200\n"), "%s", LOG(s));
+    echo_config(s, -1, "echo.so", config, sizeof(config));
+    cr_assert_eq(admin_put(s, config, body), 400);
+    wait_log(s, ": 400 applications[0].deployments[0].num_replicas: must be >= 0", 1);
+    cr_assert_eq(admin_request(s, "DELETE", NULL, body), 200);
+    wait_log(s, "INFO  admin: DELETE " APPS " from 127.0.0.1:", 1);
+    /* reads are not audited */
+    cr_assert_eq(admin_request(s, "GET", NULL, body), 200);
+    cr_expect_eq(log_count(s, "admin: GET"), 0, "%s", LOG(s));
+}
+
+Test(admin, refused_tokens_are_logged_at_most_once_a_second)
+{
+    h_serve *s = start_with_admin(", \"auth_token\": \"" TOKEN "\"");
+    cr_assert_eq(h_serve_wait_ready(s, "/echo", READY_TIMEOUT_S), 0, "%s", LOG(s));
+    static char body[65536];
+    for (int i = 0; i < 5; i++) cr_assert_eq(admin_request(s, "GET", "wrong", body), 401);
+    wait_log(s, "WARN  admin: refused GET " APPS " from 127.0.0.1:", 1);
+    cr_expect_eq(log_count(s, "admin: refused"), 1, "a burst makes one line:\n%s", LOG(s));
+    h_sleep_ms(1100);
+    cr_assert_eq(admin_request(s, "PUT", "wrong", body), 401);
+    wait_log(s, "(4 more refused since the last warning)", 1);
+    cr_expect_eq(log_count(s, "admin: refused"), 2, "%s", LOG(s));
 }
