@@ -117,9 +117,11 @@ void infer_request_free(infer_request *r);
  * "data" and their bytes follow the JSON, in order. FP32 is written with 9
  * significant digits and FP64 with 17 (both round-trip exactly); BYTES as
  * JSON strings; an infinite or NaN value, which JSON cannot express, as
- * null. The response is appended to `out`; *json_len is the JSON part's
- * length, which is the whole response when nothing is binary (the caller
- * then needs no Inference-Header-Content-Length header).
+ * null, and a BYTES byte that is not valid UTF-8, which JSON cannot carry,
+ * as U+FFFD (binary outputs keep every byte). The response is appended
+ * to `out`; *json_len is the JSON part's length, which is the whole
+ * response when nothing is binary (the caller then needs no
+ * Inference-Header-Content-Length header).
  *
  * Returns 0; -ENOENT with a message in err when the client asked for an
  * output the handler did not produce; -EINVAL when a tensor's data do not

@@ -35,6 +35,12 @@ int infer__errf(char *err, size_t errlen, const char *fmt, ...)
 /* "[1,784]" into buf (INFER_SHAPE_STR_MAX bytes); a longer shape ends in "...". */
 const char *infer__shape_str(char *buf, const int64_t *shape, int ndim);
 
+/* The length of the UTF-8 sequence at p (lead byte >= 0x80), or 0 when it
+   is not valid UTF-8 (RFC 3629: no overlong forms, no surrogates, nothing
+   above U+10FFFF). The JSON reader refuses such strings, the writer
+   replaces their bytes: JSON text is UTF-8. */
+size_t infer__utf8_len(const unsigned char *p, const unsigned char *end);
+
 /* The 4-byte little-endian length that starts a BYTES element. */
 size_t infer__le32(const unsigned char *p);
 

@@ -99,10 +99,7 @@ static size_t escape_len(const unsigned char *p, const unsigned char *end, const
     return lo >= 0xDC00 && lo <= 0xDFFF ? 12 : 0;
 }
 
-/* The length of the UTF-8 sequence at p (lead byte >= 0x80), or 0 when it
-   is not valid UTF-8 (RFC 3629: no overlong forms, no surrogates, nothing
-   above U+10FFFF). */
-static size_t utf8_len(const unsigned char *p, const unsigned char *end)
+size_t infer__utf8_len(const unsigned char *p, const unsigned char *end)
 {
     unsigned char c = p[0], lo = 0x80, hi = 0xBF;
     size_t n;
@@ -131,7 +128,7 @@ static size_t special_len(const unsigned char *p, const unsigned char *end, cons
 {
     if (*p == '\\') return escape_len(p, end, why);
     *why = *p < 0x20 ? "control character in a string" : "invalid UTF-8 in a string";
-    return *p < 0x20 ? 0 : utf8_len(p, end);
+    return *p < 0x20 ? 0 : infer__utf8_len(p, end);
 }
 
 /* One pass validates the whole string; decoding, when there are escapes,

@@ -23,7 +23,10 @@ static void put_lit(ipc_buf *b, const char *s)
 }
 
 /* s as a JSON string at w (which has room for 6 * n + 2 bytes): quotes,
-   backslashes and control characters escaped, other bytes as they are. */
+   backslashes and control characters escaped, valid UTF-8 as it is, and
+   each byte that is not valid UTF-8 (BYTES data may hold any) as U+FFFD,
+   the replacement character: JSON text must be UTF-8, and a client's
+   parser refuses anything else. */
 static char *escape(char *w, const unsigned char *s, size_t n)
 {
     static const char hex[] = "0123456789abcdef";
@@ -46,6 +49,16 @@ static char *escape(char *w, const unsigned char *s, size_t n)
             w[4] = hex[c >> 4];
             w[5] = hex[c & 15];
             w += 6;
+        } else if (c >= 0x80) {
+            size_t k = infer__utf8_len(s + i, s + n);
+            if (k == 0) {
+                memcpy(w, "\\ufffd", 6);
+                w += 6;
+            } else {
+                memcpy(w, s + i, k);
+                w += k;
+                i += k - 1;
+            }
         } else {
             *w++ = (char)c;
         }

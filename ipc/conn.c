@@ -19,6 +19,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#define CONN_READ_SIZE (64 * 1024) /* the input buffer, unless a frame is larger */
+
 struct ipc_conn {
     uv_pipe_t pipe;
     uv_prepare_t flusher;
@@ -127,13 +129,20 @@ int ipc_conn_send(ipc_conn *c, uint8_t type, uint64_t id, const void *payload, s
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     ipc_conn *c = h->data;
-    size_t want = 64 * 1024;
     ipc_frame f;
-    /* When a large frame's header is in, make room for the whole frame. */
+    int rc;
+    /* The buffer holds CONN_READ_SIZE bytes, or the frame being read when
+       it is larger: exactly, since doubling would reserve up to twice the
+       frame (2 GiB for the largest, of 1 GiB). */
+    size_t room = CONN_READ_SIZE;
     if (ipc_frame_header_decode(c->in.data, c->in.len, &f) == 0 &&
-        IPC_HEADER_SIZE + (size_t)f.len > c->in.len + want)
-        want = IPC_HEADER_SIZE + (size_t)f.len - c->in.len;
-    if (ipc_buf_reserve(&c->in, want) != 0) {
+        IPC_HEADER_SIZE + (size_t)f.len > room)
+        room = IPC_HEADER_SIZE + (size_t)f.len;
+    if (room > c->in.len)
+        rc = ipc_buf_reserve_exact(&c->in, room - c->in.len);
+    else /* not reached: whole frames were dispatched */
+        rc = ipc_buf_reserve(&c->in, CONN_READ_SIZE);
+    if (rc != 0) {
         *buf = uv_buf_init(NULL, 0); /* libuv reports UV_ENOBUFS */
         return;
     }

@@ -35,6 +35,20 @@ fail:
     return -ENOMEM;
 }
 
+int ipc_buf_reserve_exact(ipc_buf *b, size_t extra)
+{
+    if (b->oom) return -ENOMEM;
+    if (b->cap - b->len >= extra) return 0;
+    char *data = extra <= SIZE_MAX - b->len ? realloc(b->data, b->len + extra) : NULL;
+    if (!data) {
+        b->oom = 1;
+        return -ENOMEM;
+    }
+    b->data = data;
+    b->cap = b->len + extra;
+    return 0;
+}
+
 void ipc_buf_put(ipc_buf *b, const void *p, size_t n)
 {
     if (n == 0 || ipc_buf_reserve(b, n) != 0) return;

@@ -95,6 +95,9 @@ typedef struct ipc_buf {
 
 void ipc_buf_free(ipc_buf *b);
 int ipc_buf_reserve(ipc_buf *b, size_t extra);
+/* Room for `extra` more bytes, allocating no more than that (ipc_buf_reserve
+   doubles): for a buffer about to receive one large frame of known size. */
+int ipc_buf_reserve_exact(ipc_buf *b, size_t extra);
 void ipc_buf_put(ipc_buf *b, const void *p, size_t n);
 void ipc_buf_put_u16(ipc_buf *b, uint16_t v);
 void ipc_buf_put_u32(ipc_buf *b, uint32_t v);

@@ -10,6 +10,7 @@ packages=(
   gnuplot-nox                                  # the autoscaling demo's chart
   libcriterion-dev libcurl4-openssl-dev curl   # tests
   prometheus chromium                          # tests: promtool and a scrape; the dashboard
+  clang libclang-rt-14-dev                     # make fuzz: libFuzzer ships with clang
 )
 
 missing=()

@@ -8,6 +8,7 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <float.h>
+#include <jansson.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -902,6 +903,31 @@ Test(infer, every_datatype_encodes_as_v2_json)
         "{\"name\":\"s\\t\",\"datatype\":\"BYTES\",\"shape\":[3],\"data\":[\"a\\\"\\\\\\n\","
         "\"\\u0001\",\"\xc3\xa9\"]},"
         "{\"name\":\"empty\",\"datatype\":\"FP32\",\"shape\":[0,3],\"data\":[]}]}");
+    ipc_buf_free(&b);
+}
+
+/* Found by fuzz/fuzz_tensor.c: BYTES that are not UTF-8 (binary input
+   data echoed back, or a plugin's) went into the JSON response as they
+   were, and clients' JSON parsers refused the whole response. */
+Test(infer, bytes_that_are_not_utf8_are_sent_as_the_replacement_character)
+{
+    /* The fuzzer's "a\xa8\x9c", a lone continuation byte, a cut 3-byte
+       sequence, an overlong '/', and valid 2- and 3-byte characters. */
+    const char bytes[] = "\3\0\0\0a\xa8\x9c"
+                         "\1\0\0\0\x80"
+                         "\2\0\0\0\xe2\x82"
+                         "\2\0\0\0\xc0\xaf"
+                         "\5\0\0\0\xc3\xa9\xe2\x82\xac";
+    const serve_tensor t = {"s", SERVE_BYTES, 1, {5}, bytes, sizeof(bytes) - 1};
+    ipc_buf b;
+    size_t json_len;
+    cr_assert_eq(encode(NULL, &t, 1, &b, &json_len), 0, "%s", err);
+    cr_expect_str_eq(b.data, "{\"model_name\":\"m\",\"outputs\":[{\"name\":\"s\",\"datatype\":"
+                             "\"BYTES\",\"shape\":[5],\"data\":[\"a\\ufffd\\ufffd\",\"\\ufffd\","
+                             "\"\\ufffd\\ufffd\",\"\\ufffd\\ufffd\",\"\xc3\xa9\xe2\x82\xac\"]}]}");
+    json_t *doc = json_loadb(b.data, json_len, 0, NULL);
+    cr_expect_not_null(doc, "the response is valid JSON");
+    json_decref(doc);
     ipc_buf_free(&b);
 }
 

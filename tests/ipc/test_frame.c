@@ -215,3 +215,19 @@ Test(frame, frame_put_flags_sets_the_flags_byte)
     cr_expect_eq(f.len, 2);
     ipc_buf_free(&b);
 }
+
+Test(frame, reserve_exact_allocates_what_is_asked_and_reserve_doubles)
+{
+    ipc_buf b = {0};
+    ipc_buf_put(&b, "abc", 3);
+    cr_assert_eq(ipc_buf_reserve_exact(&b, 1000), 0);
+    cr_expect_eq(b.cap, 1003, "exactly the bytes held and the room asked for");
+    cr_assert_eq(ipc_buf_reserve_exact(&b, 10), 0);
+    cr_expect_eq(b.cap, 1003, "room already there: nothing moves");
+    cr_expect_eq(memcmp(b.data, "abc", 3), 0);
+    cr_assert_eq(ipc_buf_reserve(&b, 1001), 0);
+    cr_expect_eq(b.cap, 2006, "the amortised reserve doubles");
+    cr_expect_eq(ipc_buf_reserve_exact(&b, SIZE_MAX), -ENOMEM);
+    cr_expect(b.oom, "a reserve that cannot be met is sticky, like the others");
+    ipc_buf_free(&b);
+}
