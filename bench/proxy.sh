@@ -143,7 +143,8 @@ start_serve() {
     admin_port=$(free_ports 1) # each serve has its own admin API
     cat >"$cfg" <<EOF
 {"http_options": {"host": "127.0.0.1", "port": ${PORT[$peer]},
-                  "request_timeout_s": $REQUEST_TIMEOUT, "access_log": true},
+                  "request_timeout_s": $REQUEST_TIMEOUT, "access_log": true,
+                  "keep_alive_timeout_s": 120},
  "admin": {"host": "127.0.0.1", "port": $admin_port},
  "applications": [{"name": "noop", "route_prefix": "/", "plugin": "noop.so",
    "deployments": [{"name": "Noop", "num_replicas": $replicas,

@@ -993,6 +993,9 @@ int replica_main(void)
        replica stops, so only STOP, SIGTERM or the controller's exit do. */
     signal(SIGINT, SIG_IGN);
     signal(SIGPIPE, SIG_IGN);
+    /* Only stdio and our two sockets: descriptors that reached `serve run`
+       from whoever started it are no business of a plugin's (F15). */
+    close_range(IPC_REPLICA_DATA_FD + 1, ~0U, 0);
     prctl(PR_SET_PDEATHSIG, SIGTERM);
     log_set_process(&(log_fields){.component = "replica"});
     if (!channels_present()) { /* before libuv takes those fd numbers */

@@ -53,6 +53,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "common/httpd.h"
@@ -60,8 +62,13 @@
 #include "common/util.h"
 #include "ipc/ipc.h"
 
-#define ROUTER_IDLE_TIMEOUT_S   60
-#define ROUTER_CONNECTION_LIMIT 16384
+#define ROUTER_IDLE_TIMEOUT_S   60          /* no byte either way while a request is in progress */
+#define ROUTER_MIN_BODY_RATE    (16 * 1024) /* a body averages this many bytes/s at least */
+#define ROUTER_HEADER_TIMEOUT_S 10          /* when router_options leaves it 0 */
+#define ROUTER_MAX_CONNECTIONS  16384       /* when router_options leaves it 0 */
+#define ROUTER_FD_RESERVE       256         /* descriptors kept for replicas, logs, the admin API */
+#define ROUTER_STREAM_BACKLOG   (64u << 20) /* streamed bytes held for a client that lags */
+#define ROUTER_BODY_BUDGET      ((uint64_t)1 << 30) /* request bodies held at once */
 #define ROUTER_MAX_REQUEST_ID   64
 #define ROUTER_SWEEP_MS         1000 /* how often waiting clients are checked */
 #define ROUTER_ACCESS_LINE      512
@@ -74,6 +81,23 @@
 typedef enum rq_state { RQ_NEW, RQ_BODY, RQ_ROUTED, RQ_ANSWERED } rq_state;
 
 typedef struct rreq rreq;
+
+/* A client connection, as far as its read deadlines go: a client must send
+   a request line within keep_alive_timeout_s of the connection being ready
+   (opened, or its last request completed), the headers within
+   client_header_timeout_s of that line, and the body no slower than
+   ROUTER_MIN_BODY_RATE after a grace of client_header_timeout_s. Otherwise it is cut (the sweep):
+   idle, slow-header (slowloris) and slow-body clients cannot hold connections for good. */
+typedef struct rconn {
+    struct rconn *prev, *next;
+    struct MHD_Connection *conn;
+    uint64_t ready_ms;   /* loop time it became ready for a request */
+    uint64_t line_ms;    /* its request line arrived; 0: not yet */
+    uint64_t headers_ms; /* its headers were complete; 0: not yet */
+    uint64_t body_bytes; /* body bytes read so far */
+    int busy;            /* the request is in: the proxy owes the answer */
+    int cut;             /* shut down by the sweep; MHD closes it */
+} rconn;
 
 struct rreq {
     dheap_node deadline; /* first: a heap node leads to its request */
@@ -93,7 +117,8 @@ struct rreq {
     const char *route_path;
     char *query;
     ipc_buf body;
-    size_t discarded; /* body bytes dropped after a 413 */
+    size_t body_counted; /* of the router's body budget */
+    size_t discarded;    /* body bytes dropped after a 413 */
     router_pool *pool;
     router_backend *backend;
     rreq *prev, *next; /* in the backend's in-flight list or the pool's FIFO */
@@ -114,6 +139,10 @@ struct rreq {
     router_backend *caller;
     uint64_t call_id;
     rreq *call_prev, *call_next;
+    /* From the request line until libmicrohttpd calls on_access: in the
+       router's `fresh` list (see on_connection). */
+    int fresh;
+    rreq *fresh_prev, *fresh_next;
 };
 
 /* A doubly linked list of requests. */
@@ -163,6 +192,7 @@ struct router {
     uv_prepare_t log_flusher;
     uv_prepare_t reaper; /* lets go of answered handle calls */
     rreq *reap;          /* answered calls, linked by call_next */
+    rreq *fresh;         /* requests not yet seen by on_access, by fresh_next */
     routes *routes;
     router_pool *pools;
     dheap deadlines;
@@ -178,6 +208,8 @@ struct router {
     ipc_buf access_log;
     http_stats *stats;
     http_route_stats *unrouted; /* builtins, metadata, 404s */
+    rconn *conns;               /* every client connection */
+    uint64_t body_bytes;        /* request bodies held, against ROUTER_BODY_BUDGET */
     int draining;
     void (*drain_done)(void *);
     void *drain_arg;
@@ -392,12 +424,106 @@ static void report_drained(router_backend *b)
     if (r->opts.on_backend_drained) r->opts.on_backend_drained(b->data, r->opts.cb_arg);
 }
 
+/* ---- Client connections ------------------------------------------------ */
+
+static rconn *conn_of(struct MHD_Connection *conn)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return ci ? ci->socket_context : NULL;
+}
+
+/* libmicrohttpd opened or closed a connection. One that gets no record
+   (out of memory) has no read deadlines, only the idle timeout. */
+static void drop_fresh(router *r, struct MHD_Connection *conn);
+
+static void on_connection(void *cls, struct MHD_Connection *conn, void **ctx,
+                          enum MHD_ConnectionNotificationCode code)
+{
+    router *r = cls;
+    rconn *c = *ctx;
+    if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
+        drop_fresh(r, conn);
+        /* At max_connections libmicrohttpd stopped watching the listening
+           socket; it watches it again on its next run, and a client
+           already waiting there raises no new event: run it once more. */
+        httpd_wake(r->http);
+    }
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        if (!(c = calloc(1, sizeof(*c)))) return;
+        c->conn = conn;
+        c->ready_ms = uv_now(r->loop);
+        c->next = r->conns;
+        if (r->conns) r->conns->prev = c;
+        r->conns = c;
+        *ctx = c;
+    } else if (c) {
+        if (c->prev)
+            c->prev->next = c->next;
+        else
+            r->conns = c->next;
+        if (c->next) c->next->prev = c->prev;
+        free(c);
+        *ctx = NULL;
+    }
+}
+
+/* Which deadline `c` has missed at `now`, or NULL. */
+static const char *overdue(const router *r, const rconn *c, uint64_t now)
+{
+    if (c->busy || c->cut) return NULL;
+    if (!c->line_ms) { /* keep_alive_timeout_s 0: only the idle timeout */
+        uint64_t keep_ms = (uint64_t)(r->opts.keep_alive_timeout_s * 1000);
+        return keep_ms && now - c->ready_ms >= keep_ms ? "idle" : NULL;
+    }
+    uint64_t grace_ms = (uint64_t)(r->opts.client_header_timeout_s * 1000);
+    if (!c->headers_ms) return now - c->line_ms >= grace_ms ? "slow headers" : NULL;
+    uint64_t allowed = grace_ms + c->body_bytes * 1000 / ROUTER_MIN_BODY_RATE;
+    return now - c->headers_ms >= allowed ? "slow body" : NULL;
+}
+
+/* Cut the connections past a deadline. Shutting the socket down makes
+   libmicrohttpd see the end of it and close it the usual way (it owns the
+   descriptor). Idle ones go quietly; slow ones are worth a line. */
+static void sweep_conns(router *r)
+{
+    uint64_t now = uv_now(r->loop);
+    unsigned cut = 0, slow = 0;
+    for (rconn *c = r->conns; c; c = c->next) {
+        const char *why = overdue(r, c, now);
+        if (!why) continue;
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(c->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        if (!ci || shutdown(ci->connect_fd, SHUT_RDWR) != 0) continue;
+        c->cut = 1;
+        cut++;
+        slow += strcmp(why, "idle") != 0;
+    }
+    if (slow && LOG_WARN >= log_min_level)
+        log_write(LOG_WARN, &ROUTER_LOG_FIELDS,
+                  "closed %u slow client connection(s): headers not complete %g s after the "
+                  "request line, or a body slower than %d bytes/s after %g s",
+                  slow, r->opts.client_header_timeout_s, ROUTER_MIN_BODY_RATE,
+                  r->opts.client_header_timeout_s);
+    if (cut) httpd_wake(r->http);
+}
+
 /* ---- Request memory ---------------------------------------------------- */
+
+/* Bodies held by the proxy (read, not yet at a replica) count against
+   ROUTER_BODY_BUDGET, so that many large uploads at once cannot take all
+   memory: past it, new ones get 503. */
+static void body_release(rreq *rq)
+{
+    rq->r->body_bytes -= rq->body_counted;
+    rq->body_counted = 0;
+    ipc_buf_free(&rq->body);
+}
 
 static void rreq_free(rreq *rq)
 {
     if (rq->response) MHD_destroy_response(rq->response);
-    ipc_buf_free(&rq->body);
+    body_release(rq);
     ipc_buf_free(&rq->stream);
     free(rq->query);
     free(rq);
@@ -485,7 +611,7 @@ static enum MHD_Result add_header(void *cls, enum MHD_ValueKind kind, const char
 static void sent_to(rreq *rq, router_backend *b)
 {
     ipc_conn_flush_later(b->conn);
-    ipc_buf_free(&rq->body);
+    body_release(rq);
     rq->backend = b;
     b->lb.ongoing++;
     snprintf(rq->replica_id, sizeof(rq->replica_id), "%s", b->replica_id);
@@ -657,9 +783,20 @@ static void stream_part(rreq *rq, const ipc_frame *f, int final)
     /* The bytes of an aborted end are dropped: the stream is cut at its
        last complete part, and ends at once. */
     int aborted = final && (f->flags & IPC_FLAG_ABORTED);
-    if (!rq->http_done && !aborted) ipc_buf_put(&rq->stream, res.body, res.body_len);
+    if (!rq->http_done && !aborted && !rq->stream_end)
+        ipc_buf_put(&rq->stream, res.body, res.body_len);
     ipc_response_release(&res);
-    if (rq->stream.oom || final) {
+    if (!rq->stream_end && rq->stream.len - rq->stream_off > ROUTER_STREAM_BACKLOG) {
+        /* The client reads slower than the replica writes: rather than hold
+           all of it, cut the stream and stop the replica. */
+        log_write(LOG_WARN, &ROUTER_LOG_FIELDS,
+                  "request %s: the client lags %u MiB behind its stream; cutting it",
+                  rq->request_id, ROUTER_STREAM_BACKLOG >> 20);
+        stream_abort(rq);
+        send_cancel(rq);
+        return;
+    }
+    if (!rq->stream_end && (rq->stream.oom || final)) { /* a cut stream stays cut */
         rq->stream_end = 1;
         rq->stream_aborted = rq->stream.oom || aborted;
     }
@@ -1156,7 +1293,10 @@ static double request_timeout(rreq *rq)
     char *end;
     double t = strtod(h, &end);
     if (end == h || *end || !isfinite(t) || t <= 0 || t > ROUTER_MAX_TIMEOUT_S) return -1;
-    return t;
+    /* A client may ask for less time than the operator allows, not more:
+       otherwise any client could hold a replica slot as long as it likes. */
+    double limit = rq->r->opts.request_timeout_s;
+    return limit > 0 && t > limit ? limit : t;
 }
 
 static int set_deadline(rreq *rq, double timeout_s)
@@ -1217,6 +1357,7 @@ static void on_sweep(uv_timer_t *t)
 {
     router *r = t->data;
     uint64_t now = uv_hrtime(), older_than = now - (uint64_t)ROUTER_SWEEP_MS * 1000000;
+    sweep_conns(r);
     for (router_pool *p = r->pools; p; p = p->next) {
         sweep_list(r, &p->waiting, older_than);
         for (size_t i = 0; i < p->n_backends; i++) {
@@ -1416,6 +1557,19 @@ static void forward(rreq *rq, router_pool *pool)
     }
 }
 
+/* A request leaves the `fresh` list once on_access or on_completed saw it. */
+static void fresh_unlink(rreq *rq)
+{
+    if (!rq->fresh) return;
+    rq->fresh = 0;
+    if (rq->fresh_prev)
+        rq->fresh_prev->fresh_next = rq->fresh_next;
+    else
+        rq->r->fresh = rq->fresh_next;
+    if (rq->fresh_next) rq->fresh_next->fresh_prev = rq->fresh_prev;
+    rq->fresh_prev = rq->fresh_next = NULL;
+}
+
 static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
 {
     router *r = cls;
@@ -1425,13 +1579,40 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
     rq->conn = conn;
     rq->deadline.index = SIZE_MAX;
     rq->start_ns = uv_hrtime();
+    rconn *c = conn_of(conn);
+    if (c) c->line_ms = uv_now(r->loop);
     const char *q = strchr(uri, '?');
     if (q && !(rq->query = strdup(q + 1))) {
         free(rq);
         return NULL;
     }
     r->active++;
+    rq->fresh = 1;
+    rq->fresh_next = r->fresh;
+    if (r->fresh) r->fresh->fresh_prev = rq;
+    r->fresh = rq;
     return rq;
+}
+
+/*
+ * A client connection closed. libmicrohttpd (0.9.75) may drop a request
+ * between the request line (on_uri) and on_access without calling
+ * on_completed: when the query's arguments do not fit in the connection's
+ * memory pool ("GET /?&&&&..."), it closes the connection and forgets the
+ * request. Those are still in the `fresh` list: free them here, or each
+ * such request would leak and keep the drain waiting for it (found by
+ * fuzz/fuzz_http.c). Called by on_connection as the connection closes.
+ */
+static void drop_fresh(router *r, struct MHD_Connection *conn)
+{
+    for (rreq *rq = r->fresh, *next; rq; rq = next) {
+        next = rq->fresh_next;
+        if (rq->conn != conn) continue;
+        fresh_unlink(rq);
+        r->active--;
+        rreq_free(rq);
+    }
+    maybe_drained(r);
 }
 
 /* Queue rq's response now; the connection is closed after it when the
@@ -1450,12 +1631,27 @@ static enum MHD_Result queue_answer(rreq *rq)
    read and dropped, up to a bound, and the 413 sent at its end: closing
    with unread data would make the kernel reset the connection before the
    client reads the answer. */
-static void refuse_body(rreq *rq)
+static void refuse_body(rreq *rq, uint64_t more)
 {
+    router *r = rq->r;
     set_request_id(rq);
-    answer_error(rq, 413, "request body larger than the limit of %zu bytes",
-                 rq->r->opts.max_body_bytes);
-    ipc_buf_free(&rq->body);
+    if (rq->body.len + more > r->opts.max_body_bytes)
+        answer_error(rq, 413, "request body larger than the limit of %zu bytes",
+                     r->opts.max_body_bytes);
+    else
+        answer_error(rq, 503,
+                     "the proxy holds %" PRIu64 " MiB of request bodies, its limit; "
+                     "retry later",
+                     r->body_bytes >> 20);
+    body_release(rq);
+}
+
+/* Will `more` body bytes fit, in this request and in the proxy? */
+static int body_fits(const rreq *rq, uint64_t more)
+{
+    const router *r = rq->r;
+    return rq->body.len + more <= r->opts.max_body_bytes &&
+           r->body_bytes + more <= ROUTER_BODY_BUDGET;
 }
 
 /* Take one chunk of the body; MHD_NO hangs up on the client. */
@@ -1463,42 +1659,103 @@ static enum MHD_Result take_body(rreq *rq, const char *data, size_t *size)
 {
     size_t n = *size;
     *size = 0;
+    rconn *c = conn_of(rq->conn);
+    if (c) c->body_bytes += n;
     if (rq->state != RQ_BODY) { /* already refused */
         rq->discarded += n;
         return rq->discarded > ROUTER_DISCARD_LIMIT ? MHD_NO : MHD_YES;
     }
-    if (rq->body.len + n > rq->r->opts.max_body_bytes) {
-        refuse_body(rq);
+    if (!body_fits(rq, n)) {
+        refuse_body(rq, n);
         return MHD_YES;
     }
     ipc_buf_put(&rq->body, data, n);
+    rq->body_counted += n;
+    rq->r->body_bytes += n;
     return rq->body.oom ? MHD_NO : MHD_YES;
+}
+
+/* RFC 9110's token characters: all a method may hold. */
+static int is_token(const char *s)
+{
+    static const char tchar[] = "!#$%&'*+-.^_`|~0123456789"
+                                "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    return *s && s[strspn(s, tchar)] == '\0';
+}
+
+typedef struct framing {
+    int n_length, n_te, lengths_differ;
+    const char *length;
+} framing;
+
+static enum MHD_Result count_framing(void *cls, enum MHD_ValueKind kind, const char *key,
+                                     const char *value)
+{
+    framing *f = cls;
+    if (strcasecmp(key, "content-length") == 0) {
+        if (f->length && strcmp(f->length, value ? value : "") != 0) f->lengths_differ = 1;
+        f->length = value ? value : "";
+        f->n_length++;
+    } else if (strcasecmp(key, "transfer-encoding") == 0) {
+        f->n_te++;
+    }
+    return MHD_YES;
+}
+
+/* A request whose method or body framing is ambiguous is refused: a proxy
+   in front of us might read it differently (request smuggling). NULL when
+   it is fine, else the reason. */
+static const char *malformed(struct MHD_Connection *conn, const char *method)
+{
+    if (!is_token(method)) return "the method is not a token (RFC 9110)";
+    framing f = {0};
+    MHD_get_connection_values(conn, MHD_HEADER_KIND, count_framing, &f);
+    if (f.n_length && f.n_te) return "both Content-Length and Transfer-Encoding are set";
+    if (f.lengths_differ) return "conflicting Content-Length headers";
+    return NULL;
+}
+
+/* The first call for a request: its headers are in. Refuse what cannot be
+   served before reading a body (and the connection closes after the
+   answer, as the body was not read); otherwise note method and url. */
+static enum MHD_Result headers_in(rreq *rq, const char *url, const char *method)
+{
+    router *r = rq->r;
+    struct MHD_Connection *conn = rq->conn;
+    rconn *c = conn_of(conn);
+    if (c) c->headers_ms = uv_now(r->loop);
+    rq->state = RQ_BODY;
+    rq->url = url;
+    rq->method = method;
+    const char *bad = malformed(conn, method);
+    if (bad) {
+        set_request_id(rq);
+        answer_error(rq, 400, "%s", bad);
+        return queue_answer(rq);
+    }
+    const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "content-length");
+    unsigned long long len = cl ? strtoull(cl, NULL, 10) : 0;
+    if (!body_fits(rq, len)) {
+        refuse_body(rq, len);
+        return rq->response ? queue_answer(rq) : MHD_NO;
+    }
+    /* One allocation for a body of known size, instead of a copy at every
+       doubling; a large one is trusted only so far before it arrives. */
+    if (len) ipc_buf_reserve(&rq->body, len < ROUTER_BODY_PRESIZE ? len : ROUTER_BODY_PRESIZE);
+    return MHD_YES;
 }
 
 static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const char *url,
                                  const char *method, const char *version, const char *upload,
                                  size_t *upload_size, void **con_cls)
 {
-    router *r = cls;
     rreq *rq = *con_cls;
     if (!rq) return MHD_NO; /* out of memory in on_uri */
-    if (rq->state == RQ_NEW) {
-        rq->state = RQ_BODY;
-        rq->url = url;
-        rq->method = method;
-        const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "content-length");
-        unsigned long long len = cl ? strtoull(cl, NULL, 10) : 0;
-        if (len > r->opts.max_body_bytes) {
-            refuse_body(rq);
-            return rq->response ? queue_answer(rq) : MHD_NO;
-        }
-        /* One allocation for a body of known size, instead of a copy at
-           every doubling; a large one is trusted only so far before it
-           arrives. */
-        if (len) ipc_buf_reserve(&rq->body, len < ROUTER_BODY_PRESIZE ? len : ROUTER_BODY_PRESIZE);
-        return MHD_YES;
-    }
+    fresh_unlink(rq);
+    if (rq->state == RQ_NEW) return headers_in(rq, url, method);
     if (*upload_size) return take_body(rq, upload, upload_size);
+    rconn *c = conn_of(conn);
+    if (c) c->busy = 1; /* the whole request is in */
     if (rq->state == RQ_BODY) {
         set_request_id(rq);
         start_request(rq);
@@ -1516,8 +1773,12 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 {
     router *r = cls;
     rreq *rq = *con_cls;
+    rconn *c = conn_of(conn);
+    if (c) /* ready for the next request on this connection */
+        *c = (rconn){.prev = c->prev, .next = c->next, .conn = conn, .ready_ms = uv_now(r->loop)};
     if (!rq) return;
     *con_cls = NULL;
+    fresh_unlink(rq);
     uint64_t took = uv_hrtime() - rq->start_ns;
     log_request(rq, took);
     count_request(rq, took);
@@ -1551,15 +1812,39 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
  * which also holds its read and write buffers (about half of the pool).
  * Headers that do not fit get 431, so the pool is twice the header limit.
  */
-static struct MHD_Daemon *start_mhd(router *r, int fd)
+static struct MHD_Daemon *start_mhd(router *r, int fd, unsigned max_connections)
 {
-    return MHD_start_daemon(HTTPD_MHD_FLAGS, 0, NULL, NULL, on_access, r,
-                            MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, r, MHD_OPTION_LISTEN_SOCKET, fd,
-                            MHD_OPTION_URI_LOG_CALLBACK, on_uri, r, MHD_OPTION_NOTIFY_COMPLETED,
-                            on_completed, r, MHD_OPTION_CONNECTION_TIMEOUT,
-                            (unsigned)ROUTER_IDLE_TIMEOUT_S, MHD_OPTION_CONNECTION_LIMIT,
-                            (unsigned)ROUTER_CONNECTION_LIMIT, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-                            (size_t)r->opts.max_header_bytes * 2, MHD_OPTION_END);
+    return MHD_start_daemon(
+        HTTPD_MHD_FLAGS, 0, NULL, NULL, on_access, r, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, r,
+        MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_URI_LOG_CALLBACK, on_uri, r,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, r, MHD_OPTION_NOTIFY_CONNECTION, on_connection,
+        r, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)ROUTER_IDLE_TIMEOUT_S,
+        MHD_OPTION_CONNECTION_LIMIT, max_connections, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+        (size_t)r->opts.max_header_bytes * 2, MHD_OPTION_END);
+}
+
+/* max_connections, as far as descriptors allow: the soft limit is raised
+   to the hard one, and a reserve is kept for replicas' sockets, log files
+   and the admin API. (Past the limit, libmicrohttpd stops accepting.) */
+static unsigned connection_limit(const router *r)
+{
+    struct rlimit rl;
+    unsigned want = r->opts.max_connections ? r->opts.max_connections : ROUTER_MAX_CONNECTIONS;
+    unsigned can = want;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return want;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+        getrlimit(RLIMIT_NOFILE, &rl);
+    }
+    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < (rlim_t)want + ROUTER_FD_RESERVE)
+        can = rl.rlim_cur > 2 * ROUTER_FD_RESERVE ? (unsigned)rl.rlim_cur - ROUTER_FD_RESERVE
+                                                  : (unsigned)rl.rlim_cur / 2;
+    if (can < want && LOG_WARN >= log_min_level)
+        log_write(LOG_WARN, &ROUTER_LOG_FIELDS,
+                  "http_options.max_connections %u lowered to %u: the descriptor limit is %llu",
+                  want, can, (unsigned long long)rl.rlim_cur);
+    return can;
 }
 
 static void init_handles(router *r)
@@ -1583,6 +1868,8 @@ int router_start(uv_loop_t *loop, const router_options *opts, router **out, char
     if (!r) goto fail_alloc;
     r->loop = loop;
     r->opts = *opts;
+    if (r->opts.client_header_timeout_s <= 0)
+        r->opts.client_header_timeout_s = ROUTER_HEADER_TIMEOUT_S;
     r->id_seed = util_mix64((uint64_t)uv_hrtime() ^ ((uint64_t)getpid() << 32));
     if (http_stats_new(&r->stats) < 0) goto fail_stats;
     r->unrouted = http_stats_route(r->stats, "", "");
@@ -1591,7 +1878,7 @@ int router_start(uv_loop_t *loop, const router_options *opts, router **out, char
         rc = fd;
         goto fail_listen;
     }
-    struct MHD_Daemon *mhd = start_mhd(r, fd);
+    struct MHD_Daemon *mhd = start_mhd(r, fd, connection_limit(r));
     if (!mhd) {
         close(fd);
         snprintf(err, errlen, "cannot start the HTTP server on %s:%d", opts->host, opts->port);

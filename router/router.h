@@ -150,10 +150,13 @@ typedef struct router_pool router_pool;
 typedef struct router_options {
     const char *host;
     int port;
-    size_t max_body_bytes;    /* 413 above it */
-    size_t max_header_bytes;  /* 431 above about this much */
-    double request_timeout_s; /* 0: none; x-request-timeout-seconds overrides */
-    int access_log;           /* one INFO line per request (stderr and the log file) */
+    size_t max_body_bytes;          /* 413 above it */
+    size_t max_header_bytes;        /* 431 above about this much */
+    double request_timeout_s;       /* 0: none; x-request-timeout-seconds may shorten it */
+    double keep_alive_timeout_s;    /* no request line this long: closed (0: never) */
+    double client_header_timeout_s; /* request line to end of headers; body grace (0: 10) */
+    unsigned max_connections;       /* client connections at most (fd limit permitting); 0: 16384 */
+    int access_log;                 /* one INFO line per request (stderr and the log file) */
     /* A backend's connection ended (replica exited, or removed): `data` is
        what router_add_backend got. The backend is gone after this returns. */
     void (*on_backend_closed)(void *data, void *cb_arg);

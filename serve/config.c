@@ -207,6 +207,11 @@ static const cfg__field http_fields[] = {
     ROW("max_header_bytes", T_INT, cfg_config, max_header_bytes, DEF(8 << 10), GE(1024),
         LE(1 << 20)),
     ROW("access_log", T_BOOL, cfg_config, access_log, DEF(1)),
+    ROW("keep_alive_timeout_s", T_DOUBLE, cfg_config, keep_alive_timeout_s, DEF(5), GT(0),
+        LE(24 * 3600)),
+    ROW("max_connections", T_INT, cfg_config, max_connections, DEF(16384), GE(1), LE(1 << 20)),
+    ROW("client_header_timeout_s", T_DOUBLE, cfg_config, client_header_timeout_s, DEF(10), GT(0),
+        LE(3600)),
 };
 static const cfg__kind http_kind = {http_fields, ARRAY_LEN(http_fields), 0, -1, NULL};
 

@@ -96,17 +96,20 @@ typedef struct cfg_app {
 } cfg_app;
 
 typedef struct cfg_config {
-    char *http_host;          /* default "127.0.0.1" */
-    int http_port;            /* default 8000; 1..65535 */
-    double request_timeout_s; /* default 0 = no timeout; >= 0 */
-    int max_body_bytes;       /* default 64 MiB; larger bodies get 413 */
-    int max_header_bytes;     /* default 8 KiB (as nginx); 1 KiB..1 MiB; larger get 431 */
-    int access_log;           /* default true: one INFO log line per request */
-    char *admin_host;         /* default "127.0.0.1" */
-    int admin_port;           /* default 8265; 1..65535 */
-    char *admin_auth_token;   /* NULL: none (the admin API must be on loopback) */
-    cfg_logging logging;      /* logs_dir NULL: a new session folder (see docs) */
-    char *source_json;        /* the whole document, compact: deployed configs */
+    char *http_host;                /* default "127.0.0.1" */
+    int http_port;                  /* default 8000; 1..65535 */
+    double request_timeout_s;       /* default 0 = no timeout; >= 0 */
+    int max_body_bytes;             /* default 64 MiB; larger bodies get 413 */
+    int max_header_bytes;           /* default 8 KiB (as nginx); 1 KiB..1 MiB; larger get 431 */
+    double keep_alive_timeout_s;    /* default 5 (Ray's): no request this long, closed */
+    int max_connections;            /* default 16384 client connections */
+    double client_header_timeout_s; /* default 10: request line to end of headers */
+    int access_log;                 /* default true: one INFO log line per request */
+    char *admin_host;               /* default "127.0.0.1" */
+    int admin_port;                 /* default 8265; 1..65535 */
+    char *admin_auth_token;         /* NULL: none (the admin API must be on loopback) */
+    cfg_logging logging;            /* logs_dir NULL: a new session folder (see docs) */
+    char *source_json;              /* the whole document, compact: deployed configs */
     cfg_app *apps;
     size_t n_apps;
 } cfg_config;

@@ -413,6 +413,21 @@ static void on_backend_closed(void *data, void *arg)
 
 /* ---- Spawning ---------------------------------------------------------- */
 
+/* Our environment without the admin token: a plugin is trusted code, but
+   it has no business holding the key to the admin API (security F8). The
+   array is the caller's to free; its strings are environ's. */
+static char **replica_environ(void)
+{
+    extern char **environ;
+    static const char hidden[] = "SERVE_ADMIN_TOKEN=";
+    size_t n = 0, k = 0;
+    while (environ[n]) n++;
+    char **env = calloc(n + 1, sizeof(*env));
+    for (size_t i = 0; env && i < n; i++)
+        if (strncmp(environ[i], hidden, sizeof(hidden) - 1) != 0) env[k++] = environ[i];
+    return env;
+}
+
 /* The deployment's handle bindings as [{name, app, deployment}]. */
 static json_t *bindings_json(const cfg_deployment *cfg)
 {
@@ -485,9 +500,15 @@ static int spawn_replica(ctl_dep *d)
         {.flags = UV_INHERIT_FD, .data.fd = ctl_sv[1]},
         {.flags = UV_INHERIT_FD, .data.fd = data_sv[1]},
     };
-    uv_process_options_t opts = {
-        .file = c->exe, .args = args, .exit_cb = on_proc_exit, .stdio_count = 5, .stdio = stdio};
-    rc = uv_spawn(c->loop, &p->proc, &opts);
+    char **env = replica_environ();
+    uv_process_options_t opts = {.file = c->exe,
+                                 .args = args,
+                                 .env = env,
+                                 .exit_cb = on_proc_exit,
+                                 .stdio_count = 5,
+                                 .stdio = stdio};
+    rc = env ? uv_spawn(c->loop, &p->proc, &opts) : UV_ENOMEM;
+    free(env);
     close(ctl_sv[1]);
     close(data_sv[1]);
     if (rc < 0) {
@@ -814,7 +835,10 @@ static int same_shape(const cfg_config *a, const cfg_config *b, char *err, size_
 {
     if (refuse(differs(a->http_host, b->http_host) || a->http_port != b->http_port ||
                    a->max_body_bytes != b->max_body_bytes ||
-                   a->max_header_bytes != b->max_header_bytes,
+                   a->max_header_bytes != b->max_header_bytes ||
+                   a->keep_alive_timeout_s != b->keep_alive_timeout_s ||
+                   a->max_connections != b->max_connections ||
+                   a->client_header_timeout_s != b->client_header_timeout_s,
                err, errlen, "http_options") ||
         refuse(differs(a->admin_host, b->admin_host) || a->admin_port != b->admin_port ||
                    differs(a->admin_auth_token, b->admin_auth_token),
@@ -930,6 +954,13 @@ int ctl_apply(ctl *c, cfg_config *next, char *err, size_t errlen)
         cfg_free(next);
         return -ECANCELED;
     }
+    /* The token never shows in `serve config`, so a config sent back
+       without one keeps the current token rather than being refused. */
+    if (c->cfg->admin_auth_token && !next->admin_auth_token &&
+        !(next->admin_auth_token = strdup(c->cfg->admin_auth_token))) {
+        cfg_free(next);
+        return -ENOMEM;
+    }
     if (!same_shape(c->cfg, next, err, errlen)) {
         cfg_free(next);
         return -ENOTSUP;
@@ -954,8 +985,6 @@ int ctl_delete_all(ctl *c, char *err, size_t errlen)
     int rc = text ? cfg_parse(text, strlen(text), &next, err, errlen) : -ENOMEM;
     free(text);
     if (rc != 0) return rc;
-    if (c->cfg->admin_auth_token && !next->admin_auth_token)
-        next->admin_auth_token = strdup(c->cfg->admin_auth_token);
     return ctl_apply(c, next, err, errlen);
 }
 
@@ -1154,6 +1183,9 @@ int ctl_start(uv_loop_t *loop, cfg_config *cfg, const char *exe, ctl_done_cb don
                          .max_body_bytes = (size_t)cfg->max_body_bytes,
                          .max_header_bytes = (size_t)cfg->max_header_bytes,
                          .request_timeout_s = cfg->request_timeout_s,
+                         .keep_alive_timeout_s = cfg->keep_alive_timeout_s,
+                         .max_connections = (unsigned)cfg->max_connections,
+                         .client_header_timeout_s = cfg->client_header_timeout_s,
                          .access_log = cfg->access_log,
                          .on_backend_closed = on_backend_closed,
                          .on_backend_drained = on_backend_drained,

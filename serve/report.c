@@ -96,12 +96,14 @@ json_t *ctl_status(const ctl *c)
     for (size_t i = 0; i < c->cfg->n_apps; i++)
         json_object_set_new(apps, c->cfg->apps[i].name, app_status(c, i));
     const cfg_config *k = c->cfg; /* the token is never shown */
-    return json_pack("{s:{s:i}, s:{s:s, s:i, s:f, s:i, s:i, s:b}, s:{s:s, s:i}, s:o}",
-                     "controller_info", "pid", (int)getpid(), "http_options", "host", k->http_host,
-                     "port", k->http_port, "request_timeout_s", k->request_timeout_s,
-                     "max_body_bytes", k->max_body_bytes, "max_header_bytes", k->max_header_bytes,
-                     "access_log", k->access_log, "admin", "host", k->admin_host, "port",
-                     k->admin_port, "applications", apps);
+    return json_pack(
+        "{s:{s:i}, s:{s:s, s:i, s:f, s:i, s:i, s:b, s:f, s:i, s:f}, s:{s:s, s:i}, s:o}",
+        "controller_info", "pid", (int)getpid(), "http_options", "host", k->http_host, "port",
+        k->http_port, "request_timeout_s", k->request_timeout_s, "max_body_bytes",
+        k->max_body_bytes, "max_header_bytes", k->max_header_bytes, "access_log", k->access_log,
+        "keep_alive_timeout_s", k->keep_alive_timeout_s, "max_connections", k->max_connections,
+        "client_header_timeout_s", k->client_header_timeout_s, "admin", "host", k->admin_host,
+        "port", k->admin_port, "applications", apps);
 }
 
 /* ---- Metrics ----------------------------------------------------------- */

@@ -520,3 +520,43 @@ Test(admin, refused_tokens_are_logged_at_most_once_a_second)
     wait_log(s, "(4 more refused since the last warning)", 1);
     cr_expect_eq(log_count(s, "admin: refused"), 2, "%s", LOG(s));
 }
+
+/* Whether /proc/PID/environ holds `entry` ("NAME=value"). */
+static int environ_has(pid_t pid, const char *entry)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/environ", (int)pid);
+    size_t len = 0;
+    char *env = h_read_file(path, &len);
+    int found = 0;
+    for (size_t i = 0; env && i < len; i += strlen(env + i) + 1)
+        found |= strcmp(env + i, entry) == 0;
+    free(env);
+    return found;
+}
+
+Test(admin, replicas_do_not_inherit_the_token_and_a_config_sent_back_keeps_it)
+{
+    setenv("SERVE_ADMIN_TOKEN", "env-token-0123456789", 1); /* this test's process only */
+    h_serve *s = start_with_admin("");
+    pid_t reps[H_MAX_REPLICAS];
+    cr_assert_eq(h_serve_wait_replicas(s, 2, READY_TIMEOUT_S, reps), 0, "%s", LOG(s));
+    cr_expect(environ_has(s->pid, "SERVE_ADMIN_TOKEN=env-token-0123456789"));
+    for (int i = 0; i < 2; i++)
+        cr_expect(!environ_has(reps[i], "SERVE_ADMIN_TOKEN=env-token-0123456789"),
+                  "replica %d holds the admin token", (int)reps[i]);
+    /* `serve config` never shows the token; deploying its output back
+       keeps the token instead of being refused as a change of it. */
+    static char out[65536];
+    char addr[64], path[H_PATH_MAX];
+    snprintf(addr, sizeof(addr), "http://127.0.0.1:%d", s->admin_port);
+    const char *get[] = {"config", "-a", addr, NULL};
+    const char *env = "SERVE_ADMIN_TOKEN=env-token-0123456789";
+    cr_assert_eq(run_serve(s, env, get, out), 0, "%s", out);
+    cr_expect_null(strstr(out, "env-token"), "serve config shows the token: %s", out);
+    cr_assert_eq(h_serve_write_file(s, "back.json", out, strlen(out), path), 0);
+    const char *put[] = {"deploy", path, "-a", addr, NULL};
+    cr_expect_eq(run_serve(s, env, put, out), 0, "%s", out);
+    static char body[65536];
+    cr_expect_eq(admin_request(s, "GET", NULL, body), 401, "the token still holds");
+}
