@@ -73,7 +73,8 @@ Test(faults, a_handle_that_never_returns_times_out_and_its_replica_is_killed_and
     pid_t echo = pid_of(s, "/echo"), spinner = pid_of(s, "/spin");
     h_response r;
     get_expect(s, "/spin?spin=1", 408, &r);
-    cr_expect_lt(r.elapsed_s, 2.0, "the 408 took %.2f s", r.elapsed_s);
+    cr_expect_lt(r.elapsed_s, 3.0, "the 408 took %.2f s",
+                 r.elapsed_s); /* 0.5 s, on a busy machine */
     expect_reason(s, &r);
     h_response_free(&r);
     cr_expect_eq(pid_of(s, "/spin"), spinner, "the spinning replica answers on other threads");
