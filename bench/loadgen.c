@@ -36,6 +36,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/util.h"
+
 #define LG_MAX_CONNS   4096
 #define LG_BODY_KEEP   160 /* bytes of a non-2xx body kept as its reason */
 #define LG_MAX_REASONS 64  /* distinct reasons kept; more are only counted */
@@ -85,13 +87,6 @@ static volatile sig_atomic_t lg_interrupted;
 static void on_signal(int sig)
 {
     lg_interrupted = 1;
-}
-
-static double mono_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
 /* ---- Latency histogram ------------------------------------------------- */
@@ -206,7 +201,7 @@ static const char *error_kind(CURLcode rc)
 
 static void finish(lg *g, lg_conn *c, CURLcode rc)
 {
-    double now = mono_s();
+    double now = util_mono_s();
     long status = 0, connects = 0;
     curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &status);
     curl_easy_getinfo(c->easy, CURLINFO_NUM_CONNECTS, &connects);
@@ -317,18 +312,18 @@ static void tick(lg *g, double now)
    (each ends within the timeout, the wait within the timeout and 2 s). */
 static void run(lg *g)
 {
-    g->t0 = g->next_due = mono_s();
+    g->t0 = g->next_due = util_mono_s();
     g->t_end = g->t0 + g->duration_s;
     g->next_tick = g->t0 + 1;
     double deadline = g->t_end + g->timeout_s + 2;
     for (;;) {
-        double now = mono_s();
+        double now = util_mono_s();
         int sending = now < g->t_end && !lg_interrupted;
         if (sending) send_due(g, now);
         int running;
         curl_multi_perform(g->multi, &running);
         collect(g);
-        now = mono_s();
+        now = util_mono_s();
         tick(g, now);
         if (!sending && (g->busy == 0 || now > deadline)) break;
         double wait = g->next_tick - now, until = sending ? g->t_end : deadline;
@@ -466,7 +461,7 @@ int main(int argc, char **argv)
         if (conn_init(&g, &g.conns[i]) != 0) return 1;
 
     run(&g);
-    json_t *out = summary(&g, mono_s() - g.t0);
+    json_t *out = summary(&g, util_mono_s() - g.t0);
     json_dumpf(out, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
     fputc('\n', stdout);
     json_decref(out);

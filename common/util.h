@@ -6,6 +6,15 @@
 
 #include <malloc.h>
 #include <stdint.h>
+#include <time.h>
+
+/* Seconds on the monotonic clock: for measuring spans, never dates. */
+static inline double util_mono_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
 
 /* splitmix64's finaliser: a bijection on 64 bits that spreads a counter
    into ids that look random (request and replica ids). */

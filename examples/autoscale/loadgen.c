@@ -26,6 +26,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/util.h"
+
 #include "shape.h"
 
 #define LG_DEFAULT_SHAPE     "ramp:0..16/20,hold:16/15,spike:32/6,settle:16/10,idle:0/20,wake:4/8"
@@ -85,13 +87,6 @@ static void on_signal(int sig)
     lg_interrupted = 1;
 }
 
-static double mono_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
 static size_t discard_body(char *ptr, size_t size, size_t n, void *user)
 {
     return size * n;
@@ -113,7 +108,7 @@ static size_t keep_admin_body(char *ptr, size_t size, size_t n, void *user)
 
 static void start_request(lg *g, lg_client *c)
 {
-    c->started = mono_s();
+    c->started = util_mono_s();
     c->found_none = g->st.known && g->st.running == 0;
     curl_multi_add_handle(g->multi, c->easy);
     g->busy++;
@@ -143,7 +138,7 @@ static void finish_request(lg *g, lg_client *c, CURLcode result)
 {
     long code = 0;
     curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &code);
-    double took = mono_s() - c->started;
+    double took = util_mono_s() - c->started;
     curl_multi_remove_handle(g->multi, c->easy);
     g->busy--;
     g->total_requests++;
@@ -432,7 +427,7 @@ static void play(lg *g)
     double next = g->t0 + g->opt.interval_s, last = g->t0;
     double end = g->t0 + g->shape.total_s + g->opt.tail_s;
     poll_admin(g);
-    for (double now = g->t0; !lg_interrupted && (now < end || g->busy > 0); now = mono_s()) {
+    for (double now = g->t0; !lg_interrupted && (now < end || g->busy > 0); now = util_mono_s()) {
         if (now > end + LG_DRAIN_S) break; /* answers that never come count as errors */
         int want = now < end ? shape_clients_at(&g->shape, now - g->t0, NULL) : 0;
         if (now >= next) {
@@ -445,7 +440,7 @@ static void play(lg *g)
         turn(g, want, wait_ms < 1 ? 1 : wait_ms > 50 ? 50 : wait_ms);
     }
     g->total_errors += g->busy; /* cut off by Ctrl-C or the drain bound */
-    take_sample(g, mono_s(), mono_s() - last);
+    take_sample(g, util_mono_s(), util_mono_s() - last);
 }
 
 static void summary(const lg *g)
@@ -594,7 +589,7 @@ int main(int argc, char **argv)
     if (admin_url && setup(&g) == 0) {
         signal(SIGINT, on_signal);
         signal(SIGTERM, on_signal);
-        g.t0 = mono_s();
+        g.t0 = util_mono_s();
         play(&g);
         summary(&g);
         rc = g.total_errors ? 1 : 0;
