@@ -6,6 +6,7 @@
 
 #include <malloc.h>
 #include <stdint.h>
+#include <string.h>
 #include <time.h>
 
 /* Seconds on the monotonic clock: for measuring spans, never dates. */
@@ -49,6 +50,18 @@ static inline void util_keep_freed_heap(void)
 {
     mallopt(M_TRIM_THRESHOLD, 32 << 20);
     mallopt(M_MMAP_THRESHOLD, 32 << 20);
+}
+
+/* Is the `len` bytes at `item` one of the entries of the ':'-separated
+   `list` (which may be NULL)? */
+static inline int util_list_has(const char *list, const char *item, size_t len)
+{
+    for (const char *p = list; p && *p;) {
+        size_t n = strcspn(p, ":");
+        if (n == len && memcmp(p, item, len) == 0) return 1;
+        p += n + (p[n] == ':');
+    }
+    return 0;
 }
 
 #define UTIL_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))

@@ -482,7 +482,9 @@ static json_t *put_config(admin *a, admin_req *req, unsigned *status)
         return error_doc(err);
     cfg_admin_token_from_env(next);
     char *search = uv_exepath(exe, &exe_len) == 0 ? cfg_plugin_search_path(exe) : NULL;
-    int rc = search ? cfg_resolve_plugins_within(next, search, err, sizeof(err)) : -ENOMEM;
+    int rc = search ? cfg_resolve_plugins_within(next, ctl_file_dir(a->c), search,
+                                                 ctl_trusted_folders(a->c), err, sizeof(err))
+                    : -ENOMEM;
     free(search);
     if (rc != 0) {
         cfg_free(next);

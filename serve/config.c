@@ -966,7 +966,7 @@ static char *resolve_one(const char *plugin, const char *config_dir, const char 
     append(tried, sizeof tried, "%s", dir);
     for (const char *p = search_path; !abs && p && *p;) {
         size_t n = strcspn(p, ":");
-        if (n > 0) {
+        if (n > 0 && !(n == strlen(dir) && strncmp(p, dir, n) == 0)) {
             abs = try_dir(p, n, plugin);
             append(tried, sizeof tried, ", %.*s", (int)n, p);
         }
@@ -1034,8 +1034,8 @@ char *cfg_plugin_search_path(const char *exe)
     char *slash = strrchr(copy, '/');
     const char *dir = slash ? (*slash = '\0', copy) : ".";
     const char *env = getenv("SERVE_PLUGIN_PATH");
-    if (asprintf(&out, "%s%s%s/../examples:%s/../lib/serve/plugins", env ? env : "", env ? ":" : "",
-                 dir, dir) < 0)
+    if (asprintf(&out, "%s%s%s/../examples:%s/" SERVE_PLUGINDIR_FROM_BIN, env ? env : "",
+                 env ? ":" : "", dir, dir) < 0)
         out = NULL;
     free(copy);
     return out;
@@ -1064,18 +1064,26 @@ static int inside_search_path(const char *path, const char *search_path)
     return inside;
 }
 
-int cfg_resolve_plugins_within(cfg_config *cfg, const char *search_path, char *err, size_t errlen)
+int cfg_resolve_plugins_within(cfg_config *cfg, const char *base_dir, const char *search_path,
+                               const char *allowed, char *err, size_t errlen)
 {
     char first[PATH_MAX];
-    snprintf(first, sizeof(first), "%s", search_path);
-    first[strcspn(first, ":")] = '\0';
+    snprintf(first, sizeof(first), "%s", base_dir ? base_dir : search_path);
+    if (!base_dir) first[strcspn(first, ":")] = '\0';
     int rc = cfg_resolve_plugins(cfg, first, search_path, err, errlen);
-    for (size_t i = 0; rc == 0 && i < cfg->n_apps; i++)
-        if (!inside_search_path(cfg->apps[i].plugin, search_path)) {
-            snprintf(err, errlen, "applications[%zu].plugin: %s is outside the plugin folders (%s)",
-                     i, cfg->apps[i].plugin, search_path);
-            rc = -EPERM;
-        }
+    for (size_t i = 0; rc == 0 && i < cfg->n_apps; i++) {
+        const char *plugin = cfg->apps[i].plugin;
+        if (inside_search_path(plugin, search_path) ||
+            (allowed && inside_search_path(plugin, allowed)))
+            continue;
+        snprintf(err, errlen,
+                 "applications[%zu].plugin: %s is outside the plugin folders (%s%s%s); through "
+                 "the admin API, serve loads plugins only from there and from the folders of "
+                 "the plugins of the config it was started with: put the plugin in one of them, "
+                 "or start serve with its folder in SERVE_PLUGIN_PATH",
+                 i, plugin, search_path, allowed ? ":" : "", allowed ? allowed : "");
+        rc = -EPERM;
+    }
     return rc;
 }
 

@@ -147,14 +147,20 @@ int cfg_resolve_plugins(cfg_config *cfg, const char *config_dir, const char *sea
 /*
  * The plugin search path of a process whose binary is `exe`:
  * $SERVE_PLUGIN_PATH, then <bindir>/../examples (a build tree), then
- * <bindir>/../lib/serve/plugins (an install). A new string, or NULL.
+ * the install's plugin folder, <libdir>/serve/plugins, as seen from
+ * <bindir> (SERVE_PLUGINDIR_FROM_BIN, set by meson). A new string, or NULL.
  */
 char *cfg_plugin_search_path(const char *exe);
 
-/* Configs sent through the admin API may only name plugins inside the
-   search path: relative names are looked up there, and every resolved
-   path must lie inside one of its folders (else -EPERM, field named). */
-int cfg_resolve_plugins_within(cfg_config *cfg, const char *search_path, char *err, size_t errlen);
+/*
+ * Configs sent through the admin API may only name plugins inside known
+ * folders: relative names are looked up in `base_dir` (the first folder of
+ * search_path when NULL), then in search_path, and every resolved path
+ * must lie inside one of the folders of search_path or of `allowed` (both
+ * ':'-separated; allowed may be NULL). Else -EPERM, the field named.
+ */
+int cfg_resolve_plugins_within(cfg_config *cfg, const char *base_dir, const char *search_path,
+                               const char *allowed, char *err, size_t errlen);
 
 /* Fill admin.auth_token from $SERVE_ADMIN_TOKEN when the config has none. */
 void cfg_admin_token_from_env(cfg_config *cfg);

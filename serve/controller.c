@@ -730,6 +730,8 @@ static void close_done(ctl *c)
     int code = c->exit_code;
     cfg_ref_put(c->cur); /* deployments hold their own references */
     free(c->exe);
+    free(c->file_dir);
+    free(c->trusted);
     free(c->logs_dir);
     free(c);
     done(arg, code);
@@ -986,6 +988,37 @@ int ctl_delete_all(ctl *c, char *err, size_t errlen)
     free(text);
     if (rc != 0) return rc;
     return ctl_apply(c, next, err, errlen);
+}
+
+/* Add the folder of each plugin of the current config to c->trusted. */
+int ctl_trust_file(ctl *c, const char *config_dir)
+{
+    char *dir = strdup(config_dir);
+    if (!dir) return -ENOMEM;
+    free(c->file_dir);
+    c->file_dir = dir;
+    for (size_t i = 0; i < c->cfg->n_apps; i++) {
+        const char *plugin = c->cfg->apps[i].plugin, *slash = strrchr(plugin, '/');
+        int len = slash ? (int)(slash - plugin) : 0;
+        char *next = NULL;
+        if (len == 0 || util_list_has(c->trusted, plugin, (size_t)len)) continue;
+        if (asprintf(&next, "%s%s%.*s", c->trusted ? c->trusted : "", c->trusted ? ":" : "", len,
+                     plugin) < 0)
+            return -ENOMEM;
+        free(c->trusted);
+        c->trusted = next;
+    }
+    return 0;
+}
+
+const char *ctl_file_dir(const ctl *c)
+{
+    return c->file_dir;
+}
+
+const char *ctl_trusted_folders(const ctl *c)
+{
+    return c->trusted;
 }
 
 /* ---- Start ------------------------------------------------------------- */

@@ -56,6 +56,21 @@ void ctl_write_metrics(const ctl *c, FILE *f);
  */
 int ctl_apply(ctl *c, cfg_config *next, char *err, size_t errlen);
 
+/*
+ * Record that the current config comes from the operator's own file, in
+ * folder `config_dir` (serve run's CONFIG, also after a --watch reload).
+ * Configs sent through the admin API then look up relative plugin names
+ * there first, and may name plugins in the folders of this and every
+ * earlier such file's plugins, besides the plugin search path: so that
+ * `serve deploy` of the same file works. Returns 0 or -ENOMEM.
+ */
+int ctl_trust_file(ctl *c, const char *config_dir);
+
+/* What ctl_trust_file recorded: the folder (NULL before any), and the
+   plugin folders, ':'-separated (NULL when none). */
+const char *ctl_file_dir(const ctl *c);
+const char *ctl_trusted_folders(const ctl *c);
+
 /* Remove every application (Ray's DELETE /api/serve/applications/): their
    replicas drain and stop; the proxy and admin API keep running. */
 int ctl_delete_all(ctl *c, char *err, size_t errlen);

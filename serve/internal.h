@@ -99,6 +99,8 @@ struct ctl {
     uv_loop_t *loop;
     cfg_config *cfg;
     char *exe;
+    char *file_dir; /* the folder of the config file given to serve run */
+    char *trusted;  /* its plugins' folders, ':'-separated (ctl_trust_file) */
     router *router;
     admin *admin;
     double deployed_time_s;

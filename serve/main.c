@@ -25,6 +25,7 @@
 #include "serve/cli.h"
 #include "serve/config.h"
 #include "serve/controller.h"
+#include "serve/skeleton.h"
 
 #define EXIT_RUNTIME 1
 #define EXIT_USAGE   2
@@ -43,6 +44,8 @@ static const char usage_main[] =
     "                 were deployed with\n"
     "  deploy CONFIG  send CONFIG to a running serve, which applies it live\n"
     "  shutdown       delete every application of a running serve\n"
+    "  new PATH       write a deployment to start from: source, meson.build\n"
+    "                 and config, in the new folder PATH\n"
     "\n"
     "options:\n"
     "  -h, --help     show this help (also: serve <command> --help)\n"
@@ -132,12 +135,40 @@ static cfg_config *load_config(const char *path, const char *exe)
     return check_admin_exposure(cfg, path);
 }
 
+/* The serve binary's own path: replicas are started from it, and plugins
+   and the build tree's pkg-config file are found next to it. */
+static int own_path(char *exe, size_t size)
+{
+    if (uv_exepath(exe, &size) == 0) return 0;
+    fprintf(stderr, "serve: cannot find my own executable\n");
+    return -1;
+}
+
+/* `serve new`: the next steps it prints name serve as the user ran it. */
+static int cmd_new(int argc, char **argv, const char *argv0)
+{
+    char exe[PATH_MAX];
+    if (own_path(exe, sizeof(exe)) != 0) return EXIT_RUNTIME;
+    return skeleton_main(argc, argv, exe, strchr(argv0, '/') ? exe : "serve");
+}
+
 /* SERVE_LOG_LEVEL sets the starting level of every process. */
 static void log_level_from_env(void)
 {
     const char *env = getenv("SERVE_LOG_LEVEL");
     int level = env ? log_level_parse(env) : -1;
     if (level >= 0) log_min_level = (log_level)level;
+}
+
+/* The config file is the operator's: `serve deploy` of it may load what
+   it names (ctl_trust_file). */
+static int trust_file(run_state *s)
+{
+    char copy[PATH_MAX], dir[PATH_MAX];
+    snprintf(copy, sizeof(copy), "%s", s->config_path);
+    int rc = realpath(dirname(copy), dir) ? ctl_trust_file(s->controller, dir) : -errno;
+    if (rc != 0) log_warn("%s: %s", s->config_path, strerror(-rc));
+    return rc;
 }
 
 /* ---- serve run --watch ------------------------------------------------- */
@@ -151,7 +182,7 @@ static void on_debounced(uv_timer_t *t)
         log_warn("%s not applied; still serving the previous config", s->config_path);
     else if (ctl_apply(s->controller, next, err, sizeof(err)) != 0)
         log_error("%s not applied: %s; still serving the previous config", s->config_path, err);
-    else
+    else if (trust_file(s) == 0)
         log_info("%s applied", s->config_path);
 }
 
@@ -220,11 +251,7 @@ static int cmd_run(int argc, char **argv)
         return EXIT_USAGE;
     }
     char exe[PATH_MAX], err[512];
-    size_t exe_len = sizeof(exe);
-    if (uv_exepath(exe, &exe_len) != 0) {
-        fprintf(stderr, "serve: cannot find my own executable\n");
-        return EXIT_RUNTIME;
-    }
+    if (own_path(exe, sizeof(exe)) != 0) return EXIT_RUNTIME;
     cfg_config *cfg = load_config(argv[optind], exe);
     if (!cfg) return EXIT_USAGE;
     raise_fd_limit();
@@ -238,9 +265,12 @@ static int cmd_run(int argc, char **argv)
     if (ctl_start(&loop, cfg, exe, on_done, &s, &s.controller, err, sizeof(err)) != 0) {
         fprintf(stderr, "serve: %s\n", err);
         s.exit_code = EXIT_RUNTIME;
-    } else if (watch && (level = watch_start(&loop, &s)) < 0) {
-        log_error("--watch: cannot watch %s: %s", s.config_path, uv_strerror(level));
-        ctl_shutdown(s.controller);
+    } else {
+        trust_file(&s);
+        if (watch && (level = watch_start(&loop, &s)) < 0) {
+            log_error("--watch: cannot watch %s: %s", s.config_path, uv_strerror(level));
+            ctl_shutdown(s.controller);
+        }
     }
     uv_run(&loop, UV_RUN_DEFAULT);
     int rc = uv_loop_close(&loop);
@@ -269,6 +299,7 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "config") == 0) return cli_config(argc - 1, argv + 1);
     if (strcmp(cmd, "deploy") == 0) return cli_deploy(argc - 1, argv + 1);
     if (strcmp(cmd, "shutdown") == 0) return cli_shutdown(argc - 1, argv + 1);
+    if (strcmp(cmd, "new") == 0) return cmd_new(argc - 1, argv + 1, argv[0]);
     if (strcmp(cmd, "__replica") == 0) return replica_main();
     fprintf(stderr, "serve: unknown command '%s'\n\n%s", cmd, usage_main);
     return EXIT_USAGE;

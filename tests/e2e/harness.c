@@ -321,8 +321,8 @@ int h_serve_write_apps(h_serve *s, const char *apps_fmt, ...)
 }
 
 /* A copy of our environment with SERVE_PLUGIN_PATH pointing at the build
-   tree's plugins and TMPDIR at the scratch folder `dir`, so that log
-   session folders go away with it.
+   tree's plugins (none when build_dir is NULL) and TMPDIR at the scratch
+   folder `dir`, so that log session folders go away with it.
    NULL-terminated; free with free_strv. */
 static char **child_environ(const char *build_dir, const char *dir)
 {
@@ -333,8 +333,9 @@ static char **child_environ(const char *build_dir, const char *dir)
     for (size_t i = 0; env && i < n; i++)
         if (strncmp(environ[i], "SERVE_PLUGIN_PATH=", 18) != 0 && strncmp(environ[i], "TMPDIR=", 7))
             env[k++] = strdup(environ[i]);
-    if (env && asprintf(&env[k++], "SERVE_PLUGIN_PATH=%s/examples:%s/tests/plugins", build_dir,
-                        build_dir) < 0)
+    if (env && build_dir &&
+        asprintf(&env[k++], "SERVE_PLUGIN_PATH=%s/examples:%s/tests/plugins", build_dir,
+                 build_dir) < 0)
         env[--k] = NULL;
     if (env && asprintf(&env[k++], "TMPDIR=%s", dir) < 0) env[--k] = NULL;
     return env;
@@ -370,12 +371,15 @@ static void exec_child(const h_serve *s, pid_t parent, int logfd, int nullfd, ch
 int h_serve_start_args(h_serve *s, const char *const *extra_args)
 {
     char bin[PATH_MAX], build[PATH_MAX];
-    if (s->pid > 0 || env_path("SERVE_BIN", bin) != 0 || env_path("SERVE_BUILD_DIR", build) != 0)
+    if (s->pid > 0 || env_path("SERVE_BUILD_DIR", build) != 0) return -1;
+    if (s->bin[0])
+        snprintf(bin, sizeof(bin), "%s", s->bin);
+    else if (env_path("SERVE_BIN", bin) != 0)
         return -1;
     size_t n_extra = 0;
     while (extra_args && extra_args[n_extra]) n_extra++;
     char **argv = calloc(n_extra + 4, sizeof(*argv));
-    char **envp = child_environ(build, s->dir);
+    char **envp = child_environ(s->bin[0] ? NULL : build, s->dir);
     int logfd = open(s->log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     int nullfd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     int rc = -1;
@@ -533,6 +537,52 @@ int h_run(const h_serve *s, const char *const *argv, const char *env_extra, cons
     }
     if (output) *output = h_read_file(path, NULL);
     return exit_code_of(status);
+}
+
+int h_sh(const h_serve *s, const char *cwd, const char *command, const char *env_extra,
+         const char *out_name, char **output)
+{
+    char *line = NULL;
+    if (asprintf(&line, "cd '%s' && %s", cwd ? cwd : s->dir, command) < 0) return -1;
+    const char *argv[] = {"/bin/sh", "-c", line, NULL};
+    int code = h_run(s, argv, env_extra, out_name, output);
+    free(line);
+    return code;
+}
+
+/* `dir` under `root` + prefix: as meson install --destdir places it. */
+static void install_path(char *out, const char *root, const char *prefix, const char *dir,
+                         const char *rest)
+{
+    int n = dir[0] == '/' ? snprintf(out, H_PATH_MAX, "%s%s%s", root, dir, rest)
+                          : snprintf(out, H_PATH_MAX, "%s%s/%s%s", root, prefix, dir, rest);
+    if (n >= H_PATH_MAX) out[0] = '\0'; /* too long: no such file */
+}
+
+int h_install_into(const h_serve *s, h_install *out)
+{
+    char build[PATH_MAX], root[H_PATH_MAX], *command = NULL;
+    const char *prefix = getenv("SERVE_INSTALL_PREFIX"), *bindir = getenv("SERVE_INSTALL_BINDIR"),
+               *libdir = getenv("SERVE_INSTALL_LIBDIR"), *datadir = getenv("SERVE_INSTALL_DATADIR"),
+               *includedir = getenv("SERVE_INSTALL_INCLUDEDIR");
+    if (env_path("SERVE_BUILD_DIR", build) != 0 || !prefix || !bindir || !libdir || !datadir ||
+        !includedir) {
+        fprintf(stderr, "harness: SERVE_INSTALL_* are not set (run through `meson test`)\n");
+        return -1;
+    }
+    snprintf(root, sizeof(root), "%s/install", s->dir);
+    if (asprintf(&command, "meson install -C '%s' --no-rebuild --quiet --destdir '%s'", build,
+                 root) < 0)
+        return -1;
+    int code = h_sh(s, NULL, command, NULL, "install.out", NULL);
+    free(command);
+    if (code != 0) return -1;
+    install_path(out->bin, root, prefix, bindir, "/serve");
+    install_path(out->pkgconfig, root, prefix, libdir, "/pkgconfig");
+    install_path(out->include, root, prefix, includedir, "");
+    install_path(out->plugindir, root, prefix, libdir, "/serve/plugins");
+    install_path(out->demo_config, root, prefix, datadir, "/serve/examples/serve.json");
+    return 0;
 }
 
 int h_serve_signal(h_serve *s, int sig)

@@ -65,7 +65,21 @@ typedef struct h_serve {
     double http_timeout_s;        /* per request; H_HTTP_TIMEOUT by default */
     void *curl;                   /* keep-alive CURL handle, made on first use */
     struct h_serve *next;         /* registry of live instances */
+    /* The binary to run instead of $SERVE_BIN (e.g. an installed one), or
+       "": it then gets no SERVE_PLUGIN_PATH and finds plugins by itself. */
+    char bin[H_PATH_MAX];
 } h_serve;
+
+/* The build tree installed into a scratch folder (meson install --destdir):
+   its serve binary, the folder of serve-plugin.pc (for PKG_CONFIG_PATH),
+   the include and plugin folders, and the installed examples' config. */
+typedef struct h_install {
+    char bin[H_PATH_MAX];
+    char pkgconfig[H_PATH_MAX];
+    char include[H_PATH_MAX];
+    char plugindir[H_PATH_MAX];
+    char demo_config[H_PATH_MAX];
+} h_install;
 
 /* One HTTP answer. `body` is malloc'd and NUL-terminated (body[body_len]). */
 typedef struct h_response {
@@ -189,6 +203,20 @@ int h_serve_wait_replicas(const h_serve *s, size_t n, double timeout_s, pid_t *o
  */
 int h_run(const h_serve *s, const char *const *argv, const char *env_extra, const char *out_name,
           char **output);
+
+/*
+ * Install the build tree ($SERVE_BUILD_DIR, without rebuilding) into
+ * s->dir/install, with the prefix and folders meson was configured with
+ * ($SERVE_INSTALL_PREFIX, _BINDIR, _LIBDIR, _INCLUDEDIR, _DATADIR), and
+ * fill `out`.
+ * Returns 0, or -1 with meson's output in s->dir/install.out.
+ */
+int h_install_into(const h_serve *s, h_install *out);
+
+/* Run `sh -c command` in folder `cwd` (NULL: the scratch folder) with one
+   more environment entry (or NULL), as h_run does. */
+int h_sh(const h_serve *s, const char *cwd, const char *command, const char *env_extra,
+         const char *out_name, char **output);
 
 /* Send `sig` to the serve process (not its group). */
 int h_serve_signal(h_serve *s, int sig);

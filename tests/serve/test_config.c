@@ -1093,6 +1093,66 @@ Test(config_plugins, a_missing_plugin_lists_the_folders_tried)
     cfg_free(cfg);
 }
 
+Test(config_plugins, a_missing_plugin_does_not_list_the_config_folder_twice)
+{
+    char err[CFG_ERR_LEN] = "";
+    cfg_config *cfg = config_with_plugin("x.so");
+    cr_assert_eq(cfg_resolve_plugins(cfg, "/a", "/a:/b", err, sizeof err), -ENOENT);
+    cr_assert_str_eq(err, "applications[0].plugin: no such file: x.so (looked in: /a, /b)");
+    cfg_free(cfg);
+}
+
+/* cfg_resolve_plugins_within (the admin API's rule): dir/run holds the
+   plugin the running config was started with, dir/lib is the search path,
+   dir/other is neither. */
+Test(config_plugins, an_admin_config_loads_from_the_search_path_and_trusted_folders_only)
+{
+    char *dir = make_tmpdir(), run[PATH_MAX], lib[PATH_MAX], other[PATH_MAX], path[PATH_MAX];
+    char want[PATH_MAX], err[CFG_ERR_LEN] = "";
+    const char *names[] = {"run", "lib", "other"};
+    char *dirs[] = {run, lib, other};
+    for (int i = 0; i < 3; i++) {
+        join(dirs[i], PATH_MAX, dir, names[i]);
+        cr_assert_eq(mkdir(dirs[i], 0700), 0);
+        join(path, sizeof path, dirs[i], "p.so");
+        write_file(path, "");
+    }
+    /* relative names: the base folder first, then the search path */
+    cfg_config *cfg = config_with_plugin("run/p.so");
+    cr_assert_eq(cfg_resolve_plugins_within(cfg, dir, lib, run, err, sizeof err), 0, "%s", err);
+    real_join(want, run, "p.so");
+    cr_expect_str_eq(cfg->apps[0].plugin, want);
+    cfg_free(cfg);
+    cfg = config_with_plugin("p.so");
+    cr_assert_eq(cfg_resolve_plugins_within(cfg, dir, lib, run, err, sizeof err), 0, "%s", err);
+    real_join(want, lib, "p.so");
+    cr_expect_str_eq(cfg->apps[0].plugin, want);
+    cfg_free(cfg);
+    /* without a base folder, the first folder of the search path */
+    cfg = config_with_plugin("p.so");
+    cr_assert_eq(cfg_resolve_plugins_within(cfg, NULL, lib, NULL, err, sizeof err), 0, "%s", err);
+    cr_expect_str_eq(cfg->apps[0].plugin, want);
+    cfg_free(cfg);
+    /* found, but in no known folder: refused, saying how to fix it */
+    cfg = config_with_plugin("other/p.so");
+    cr_expect_eq(cfg_resolve_plugins_within(cfg, dir, lib, run, err, sizeof err), -EPERM);
+    cr_expect(strstr(err, "applications[0].plugin: ") && strstr(err, "other/p.so is outside the "
+                                                                     "plugin folders"),
+              "%s", err);
+    cr_expect(strstr(err, "SERVE_PLUGIN_PATH"), "%s", err);
+    cfg_free(cfg);
+    /* and the trusted folder is trusted only when given */
+    cfg = config_with_plugin("run/p.so");
+    cr_expect_eq(cfg_resolve_plugins_within(cfg, dir, lib, NULL, err, sizeof err), -EPERM);
+    cfg_free(cfg);
+    for (int i = 0; i < 3; i++) {
+        join(path, sizeof path, dirs[i], "p.so");
+        unlink(path);
+        rmdir(dirs[i]);
+    }
+    rmdir(dir);
+}
+
 Test(config_plugins, a_missing_absolute_plugin_is_refused)
 {
     char err[CFG_ERR_LEN] = "";
