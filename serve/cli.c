@@ -59,7 +59,9 @@ static long admin_call(const char *address, const char *method, const char *send
                        ipc_buf *body)
 {
     char url[1024], auth[1024];
-    snprintf(url, sizeof(url), "%s%s", address, "/api/serve/applications/");
+    int len = (int)strlen(address);
+    while (len > 0 && address[len - 1] == '/') len--; /* -a http://host:8265/ */
+    snprintf(url, sizeof(url), "%.*s%s", len, address, "/api/serve/applications/");
     CURL *e = curl_easy_init();
     if (!e) return -1;
     struct curl_slist *headers = NULL;
@@ -79,13 +81,18 @@ static long admin_call(const char *address, const char *method, const char *send
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, collect);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, body);
     curl_easy_setopt(e, CURLOPT_TIMEOUT, CLI_TIMEOUT_S);
+    /* $http_proxy is for the web, not for a serve on this machine */
+    curl_easy_setopt(e, CURLOPT_NOPROXY, "localhost,127.0.0.1,::1");
     CURLcode rc = curl_easy_perform(e);
     long status = -1;
     if (rc == CURLE_OK)
         curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
     else
-        fprintf(stderr, "serve: no serve instance answers at %s: %s\n", address,
-                curl_easy_strerror(rc));
+        fprintf(stderr,
+                "serve: no serve instance answers at %s: %s\n"
+                "  is `serve run` running? its admin API is the config's admin.host:port "
+                "(default 127.0.0.1:8265); point -a or SERVE_ADDRESS there\n",
+                address, curl_easy_strerror(rc));
     curl_slist_free_all(headers);
     curl_easy_cleanup(e);
     ipc_buf_put(body, "", 1);
@@ -169,8 +176,10 @@ static void print_config(json_t *doc)
     json_t *app, *apps = json_array();
     json_object_foreach(json_object_get(doc, "applications"), name, app)
         json_array_append(apps, json_object_get(app, "deployed_app_config"));
-    json_t *out = json_pack("{s:O, s:O, s:o}", "http_options", json_object_get(doc, "http_options"),
-                            "admin", json_object_get(doc, "admin"), "applications", apps);
+    json_t *out =
+        json_pack("{s:O, s:O, s:O*, s:o}", "http_options", json_object_get(doc, "http_options"),
+                  "admin", json_object_get(doc, "admin"), "logging_config",
+                  json_object_get(doc, "logging_config"), "applications", apps);
     char *text = json_dumps(out, JSON_INDENT(2));
     if (text) printf("%s\n", text);
     free(text);

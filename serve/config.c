@@ -24,7 +24,9 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdint.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -466,6 +468,44 @@ static const cfg__field *find_field(const cfg__kind *k, const char *name)
     return NULL;
 }
 
+/* Levenshtein distance between a and b, for names under 64 bytes (else a
+   large number): how far a typo is from a field's name. */
+static size_t edit_distance(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b), row[64];
+    if (la >= 64 || lb >= 64) return SIZE_MAX;
+    for (size_t j = 0; j <= lb; j++) row[j] = j;
+    for (size_t i = 1; i <= la; i++) {
+        size_t diag = row[0];
+        row[0] = i;
+        for (size_t j = 1; j <= lb; j++) {
+            size_t up = row[j], best = diag + (a[i - 1] != b[j - 1]);
+            if (up + 1 < best) best = up + 1;
+            if (row[j - 1] + 1 < best) best = row[j - 1] + 1;
+            diag = up;
+            row[j] = best;
+        }
+    }
+    return row[lb];
+}
+
+/* "unknown field", with the nearest field of `k` when it looks like a typo
+   of it (at most 2 edits, or a different case). */
+static int fail_unknown(cfg__ctx *ctx, const cfg__kind *k, const char *path, const char *key)
+{
+    const char *near = NULL;
+    size_t best = 3;
+    for (size_t i = 0; i < k->n_fields; i++) {
+        size_t d =
+            strcasecmp(k->fields[i].name, key) == 0 ? 0 : edit_distance(k->fields[i].name, key);
+        if (d < best && d < strlen(key)) best = d, near = k->fields[i].name;
+    }
+    if (strcmp(key, "import_path") == 0 && find_field(k, "plugin"))
+        return fail(ctx, path, "unknown field; serve runs C plugins: name the .so in \"plugin\"");
+    if (!near) return fail(ctx, path, "unknown field (docs/config.md lists every field)");
+    return fail(ctx, path, "unknown field; did you mean \"%s\"?", near);
+}
+
 /*
  * Fill the struct at `base` from the JSON object `obj` following table `k`.
  * A NULL `obj` (the object is absent) still applies every default, so that
@@ -485,7 +525,7 @@ static int fill_object(cfg__ctx *ctx, const cfg__kind *k, char *base, json_t *ob
     {
         if (find_field(k, key)) continue;
         join_key(sub, path, key);
-        return fail(ctx, sub, "unknown field");
+        return fail_unknown(ctx, k, sub, key);
     }
     for (size_t i = 0; i < k->n_fields; i++) {
         const cfg__field *f = &k->fields[i];

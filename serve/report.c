@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common/util.h"
 #include "serve/internal.h"
 
 const char *const ctl__rep_state_names[] = {"STARTING", "RUNNING", "STOPPING", "STOPPED"};
@@ -96,14 +97,21 @@ json_t *ctl_status(const ctl *c)
     for (size_t i = 0; i < c->cfg->n_apps; i++)
         json_object_set_new(apps, c->cfg->apps[i].name, app_status(c, i));
     const cfg_config *k = c->cfg; /* the token is never shown */
-    return json_pack(
-        "{s:{s:i}, s:{s:s, s:i, s:f, s:i, s:i, s:b, s:f, s:i, s:f}, s:{s:s, s:i}, s:o}",
-        "controller_info", "pid", (int)getpid(), "http_options", "host", k->http_host, "port",
-        k->http_port, "request_timeout_s", k->request_timeout_s, "max_body_bytes",
-        k->max_body_bytes, "max_header_bytes", k->max_header_bytes, "access_log", k->access_log,
-        "keep_alive_timeout_s", k->keep_alive_timeout_s, "max_connections", k->max_connections,
-        "client_header_timeout_s", k->client_header_timeout_s, "admin", "host", k->admin_host,
-        "port", k->admin_port, "applications", apps);
+    json_t *logging = json_object();
+    const char *keys[] = {"log_level", "encoding", "logs_dir"};
+    const char *values[] = {k->logging.log_level, k->logging.encoding, k->logging.logs_dir};
+    for (size_t i = 0; i < UTIL_ARRAY_LEN(keys); i++)
+        if (values[i]) json_object_set_new(logging, keys[i], json_string(values[i]));
+    json_t *doc =
+        json_pack("{s:{s:i}, s:{s:s, s:i, s:f, s:i, s:i, s:b, s:f, s:i, s:f}, s:{s:s, s:i}, s:o}",
+                  "controller_info", "pid", (int)getpid(), "http_options", "host", k->http_host,
+                  "port", k->http_port, "request_timeout_s", k->request_timeout_s, "max_body_bytes",
+                  k->max_body_bytes, "max_header_bytes", k->max_header_bytes, "access_log",
+                  k->access_log, "keep_alive_timeout_s", k->keep_alive_timeout_s, "max_connections",
+                  k->max_connections, "client_header_timeout_s", k->client_header_timeout_s,
+                  "admin", "host", k->admin_host, "port", k->admin_port, "applications", apps);
+    json_object_set_new(doc, "logging_config", logging); /* as given: serve config repeats it */
+    return doc;
 }
 
 /* ---- Metrics ----------------------------------------------------------- */

@@ -132,6 +132,35 @@ Test(admin, serve_config_prints_the_deployed_config_in_the_run_schema)
     cr_expect_eq(run_serve(s, NULL, deploy, out), 0, "%s", out);
 }
 
+Test(admin, serve_config_keeps_the_top_level_logging_config_for_the_round_trip)
+{
+    h_serve *s = h_serve_new();
+    cr_assert(s);
+    cr_assert_eq(h_serve_write_config(
+                     s,
+                     "{\"http_options\": {\"port\": %d}, \"admin\": {\"port\": %d},"
+                     " \"logging_config\": {\"log_level\": \"INFO\", \"logs_dir\": \"%s/logs\"},"
+                     " \"applications\": [" ECHO2 "]}",
+                     s->port, s->admin_port, s->dir),
+                 0);
+    cr_assert_eq(h_serve_start(s), 0);
+    cr_assert_eq(h_serve_wait_ready(s, "/echo", READY_TIMEOUT_S), 0, "%s", LOG(s));
+    static char out[65536];
+    char addr[64], path[H_PATH_MAX], want[H_DIR_MAX + 16];
+    snprintf(addr, sizeof(addr), "http://127.0.0.1:%d/", s->admin_port); /* a trailing slash */
+    const char *args[] = {"config", "-a", addr, NULL};
+    cr_assert_eq(run_serve(s, NULL, args, out), 0, "%s", out);
+    json_t *doc = json_loads(out, 0, NULL), *logging = json_object_get(doc, "logging_config");
+    snprintf(want, sizeof(want), "%s/logs", s->dir);
+    cr_expect_str_eq(jstr(logging, "logs_dir"), want, "%s", out);
+    cr_expect_str_eq(jstr(logging, "log_level"), "INFO", "%s", out);
+    json_decref(doc);
+    /* logs_dir cannot change while serving: without it the deploy failed */
+    cr_assert_eq(h_serve_write_file(s, "exported.json", out, strlen(out), path), 0);
+    const char *deploy[] = {"deploy", path, "-a", addr, NULL};
+    cr_expect_eq(run_serve(s, NULL, deploy, out), 0, "%s", out);
+}
+
 Test(admin, serve_status_without_a_server_says_so_and_fails)
 {
     h_serve *s = serve_up(NULL, "", ECHO2);

@@ -752,43 +752,50 @@ Test(config_errors, batching_must_be_an_object)
 
 Test(config_unknown, an_unknown_top_level_key_is_refused)
 {
-    expect_error("{'applications': [], 'proxy_location': 'x'}", "proxy_location: unknown field");
+    expect_error("{'applications': [], 'proxy_location': 'x'}",
+                 "proxy_location: unknown field (docs/config.md lists every field)");
 }
 
 Test(config_unknown, an_unknown_http_options_key_is_refused)
 {
     expect_error("{'http_options': {'prot': 1}, 'applications': []}",
-                 "http_options.prot: unknown field");
+                 "http_options.prot: unknown field; did you mean \"port\"?");
 }
 
 Test(config_unknown, an_unknown_admin_key_is_refused)
 {
-    expect_error("{'admin': {'hots': 'x'}, 'applications': []}", "admin.hots: unknown field");
+    expect_error("{'admin': {'hots': 'x'}, 'applications': []}",
+                 "admin.hots: unknown field; did you mean \"host\"?");
 }
 
 Test(config_unknown, an_unknown_application_key_is_refused)
 {
-    expect_error(CONF("{'name': 'a', 'plugin': 'a.so', 'import_path': 'x',"
-                      " 'deployments': [{'name': 'd'}]}"),
-                 "applications[0].import_path: unknown field");
+    expect_error(
+        CONF("{'name': 'a', 'plugin': 'a.so', 'import_path': 'x',"
+             " 'deployments': [{'name': 'd'}]}"),
+        "applications[0].import_path: unknown field; serve runs C plugins: name the .so in "
+        "\"plugin\"");
 }
 
 Test(config_unknown, an_unknown_deployment_key_is_refused)
 {
-    expect_error(ONE_DEP(", 'colour': 'red'"),
-                 "applications[0].deployments[0].colour: unknown field");
+    expect_error(
+        ONE_DEP(", 'colour': 'red'"),
+        "applications[0].deployments[0].colour: unknown field (docs/config.md lists every field)");
 }
 
 Test(config_unknown, an_unknown_autoscaling_key_is_refused)
 {
     expect_error(AUTOSCALE("'max_replica': 2"),
-                 "applications[0].deployments[0].autoscaling_config.max_replica: unknown field");
+                 "applications[0].deployments[0].autoscaling_config.max_replica: unknown field; "
+                 "did you mean \"max_replicas\"?");
 }
 
 Test(config_unknown, an_unknown_batching_key_is_refused)
 {
     expect_error(ONE_DEP(", 'batching': {'size': 2}"),
-                 "applications[0].deployments[0].batching.size: unknown field");
+                 "applications[0].deployments[0].batching.size: unknown field (docs/config.md "
+                 "lists every field)");
 }
 
 /* ---------------------------------------------------------------------- */
@@ -1365,7 +1372,8 @@ Test(config_logging, an_unknown_level_is_refused_with_the_field_named)
 Test(config_logging, logs_dir_is_only_a_top_level_field)
 {
     expect_error(ONE_DEP(", 'logging_config': {'logs_dir': '/tmp'}"),
-                 "applications[0].deployments[0].logging_config.logs_dir: unknown field");
+                 "applications[0].deployments[0].logging_config.logs_dir: unknown field "
+                 "(docs/config.md lists every field)");
     expect_error("{'logging_config': {'logs_dir': ''}, 'applications': []}",
                  "logging_config.logs_dir: must not be empty");
 }
