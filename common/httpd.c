@@ -77,7 +77,10 @@ int httpd_listen(const char *what, const char *host, int port, char *err, size_t
     if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
         bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, HTTPD_LISTEN_BACKLOG) != 0) {
         rc = -errno;
-        snprintf(err, errlen, "%s: cannot listen on %s:%d: %s", what, host, port, strerror(errno));
+        snprintf(err, errlen, "%s: cannot listen on %s:%d: %s%s", what, host, port, strerror(errno),
+                 rc == -EADDRINUSE ? " (another serve, or another server, has it: stop it, or "
+                                     "choose another port in the config)"
+                                   : "");
         if (fd >= 0) close(fd);
         fd = rc;
     }

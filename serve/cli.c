@@ -156,6 +156,8 @@ static void print_status(json_t *doc)
                    n == 1 ? "" : "es",
                    (long long)json_integer_value(json_object_get(dep, "ongoing_requests")),
                    (long long)json_integer_value(json_object_get(dep, "queued_requests")));
+            const char *why = json_string_value(json_object_get(dep, "message"));
+            if (why && *why) printf("        message: %s\n", why);
             json_t *as = json_object_get(dep, "autoscaling");
             if (json_is_object(as))
                 printf("        autoscaling: target %lld (%lld to %lld), load %.2f: %s\n",
