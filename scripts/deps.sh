@@ -9,6 +9,7 @@ packages=(
   libopenblas-dev                              # the example models
   gnuplot-nox                                  # the autoscaling demo's chart
   libcriterion-dev libcurl4-openssl-dev curl   # tests
+  jq                                           # tests: bench/chaos.sh reads the status document
   prometheus chromium                          # tests: promtool and a scrape; the dashboard
   clang libclang-rt-14-dev                     # make fuzz: libFuzzer ships with clang
 )
