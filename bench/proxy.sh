@@ -369,10 +369,10 @@ report() {
     local p2
     for p2 in serve1 serve2; do
         local errs
-        errs=$(grep -v ' access: ' "$TMP/$p2.err" | grep -c -E ' (WARN|ERROR) ' || true)
-        echo "        $p2: $(grep -c ' access: ' "$TMP/$p2.err" || true) access log lines, $errs WARN/ERROR lines"
+        errs=$(grep -v ' access ' "$TMP/$p2.err" | grep -c -E ' (WARN|ERROR) ' || true)
+        echo "        $p2: $(grep -c ' access ' "$TMP/$p2.err" || true) access log lines, $errs WARN/ERROR lines"
         if ((errs)); then
-            grep -v ' access: ' "$TMP/$p2.err" | grep -E ' (WARN|ERROR) ' | head -5 | sed 's/^/          /'
+            grep -v ' access ' "$TMP/$p2.err" | grep -E ' (WARN|ERROR) ' | head -5 | sed 's/^/          /'
         fi
     done
     echo "nginx:  reverse proxy, keepalive 128 upstream, access_log off, $(nginx -v 2>&1 | sed 's/.*: //')"
