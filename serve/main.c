@@ -182,8 +182,10 @@ static void on_debounced(uv_timer_t *t)
         log_warn("%s not applied; still serving the previous config", s->config_path);
     else if (ctl_apply(s->controller, next, err, sizeof(err)) != 0)
         log_error("%s not applied: %s; still serving the previous config", s->config_path, err);
-    else if (trust_file(s) == 0)
+    else {
         log_info("%s applied", s->config_path);
+        trust_file(s); /* a failure is logged; the config is applied either way */
+    }
 }
 
 /* Editors save by writing in place or by renaming a new file over the old
